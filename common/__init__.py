@@ -1,0 +1,1 @@
+"""Shared package of the fine-tuning toolkit: arguments, data, prompts, encoding, models, training."""

@@ -1,0 +1,225 @@
+"""Rows for each task: hub or local data -> one flat schema shared by every task.
+
+Every row has the string columns of `ROW_FEATURES`: `task`, `language` (a language, or a direction like "java-cs"),
+`id` (`{language}:{source id}`), `source` (code shown in the prompt), `summary` and `signature` (generation) and
+`reference` (the answer: docstring or code). `--sample_size N` keeps N examples per data source, as the study did:
+per code-to-text language, and N translation pairs (each then used in both directions).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import re
+import textwrap
+from collections import Counter
+
+import datasets
+
+from common.args import DataArguments
+from common.errors import UserError
+from common.sources import load_split, require_columns
+
+logger = logging.getLogger(__name__)
+
+ROW_FEATURES = datasets.Features(
+    {name: datasets.Value("string") for name in ("task", "language", "id", "source", "summary", "signature", "reference")}
+)
+MULTITASK = ("summarization", "generation", "translation")
+
+
+# ---------------------------------------------------------------- code surgery (docstrings, signatures)
+
+def first_sentence(docstring: str) -> str:
+    """The first sentence of a docstring's first paragraph, whitespace collapsed."""
+    paragraph = re.split(r"\n\s*\n", docstring.strip(), maxsplit=1)[0]
+    paragraph = " ".join(paragraph.split())
+    match = re.match(r"(.+?[.!?])(\s|$)", paragraph)
+    return match.group(1) if match else paragraph
+
+
+_PY_DOCSTRING = re.compile(r"""(:[ \t]*(?:#[^\n]*)?\n)([ \t]*)[rRuUbB]?(\"\"\"|''')(.*?)\3[ \t]*\n""", re.DOTALL)
+_PY_HEADER = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+\w+.*?\)[^:\n]*:", re.DOTALL | re.MULTILINE)
+
+
+def split_python_function(code: str) -> tuple[str, str] | None:
+    """(signature, code without its docstring) of a Python function, or None if no function is found."""
+    code = textwrap.dedent(code)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return _split_python_by_regex(code)
+    func = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+    if func is None:
+        return None
+    lines = code.splitlines(keepends=True)
+    first = func.body[0]
+    if first.lineno == func.lineno:  # one-liner: `def f(x): return x`
+        signature = lines[func.lineno - 1][: first.col_offset].rstrip()
+    else:
+        header = "".join(lines[func.lineno - 1: first.lineno - 1]).rstrip()
+        signature = re.sub(r"(\n[ \t]*#[^\n]*)+$", "", header)
+    body_start = func.lineno - 1
+    if func.decorator_list:
+        body_start = min(d.lineno for d in func.decorator_list) - 1
+    is_docstring = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+        and isinstance(first.value.value, str)
+    if not is_docstring or first.lineno == func.lineno:
+        return signature, "".join(lines[body_start:]).rstrip()
+    kept = lines[body_start: first.lineno - 1] + lines[first.end_lineno:]
+    if len(func.body) == 1:  # the docstring was the whole body
+        indent = re.match(r"[ \t]*", lines[first.lineno - 1]).group(0)
+        kept = lines[body_start: first.lineno - 1] + [f"{indent}pass\n"] + lines[first.end_lineno:]
+    return signature, "".join(kept).rstrip()
+
+
+def _split_python_by_regex(code: str) -> tuple[str, str] | None:
+    header = _PY_HEADER.search(code)
+    if header is None:
+        return None
+    rest = code[header.end() - 1:]
+    without = _PY_DOCSTRING.sub(r"\1", rest, count=1)
+    return header.group(0).strip(), (code[: header.end() - 1] + without).strip()
+
+
+def remove_python_docstring(code: str) -> str:
+    split = split_python_function(code)
+    return split[1] if split else code
+
+
+_JAVA_LEADING_COMMENTS = re.compile(r"^\s*(?:(?:/\*.*?\*/|//[^\n]*)\s*)+", re.DOTALL)
+_JAVA_BODY_OPEN = re.compile(r"\)\s*(?:throws\s+[\w.$<>,\s]+?)?\s*\{")
+
+
+def remove_java_comment(code: str) -> str:
+    """The method without the Javadoc or comments in front of it."""
+    return _JAVA_LEADING_COMMENTS.sub("", code, count=1).strip()
+
+
+def split_java_method(code: str) -> tuple[str, str] | None:
+    """(signature, code without its leading comment) of a Java method, or None if no body is found."""
+    code = remove_java_comment(code)
+    match = _JAVA_BODY_OPEN.search(code)
+    if match is None:
+        return None
+    signature = " ".join(code[: match.end() - 1].split())
+    return signature, code
+
+
+# ---------------------------------------------------------------- rows per task
+
+def _row(task, language, rid, source="", summary="", signature="", reference=""):
+    return {"task": task, "language": language, "id": f"{language}:{rid}", "source": source, "summary": summary,
+            "signature": signature, "reference": reference}
+
+
+def _sample(dataset: datasets.Dataset, n: int, seed: int) -> datasets.Dataset:
+    if n == -1 or n >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(n))
+
+
+def _ids(dataset: datasets.Dataset) -> list:
+    return dataset["id"] if "id" in dataset.column_names else list(range(len(dataset)))
+
+
+def summarization_rows(data: DataArguments, language: str, split: str, n: int, seed: int) -> list[dict]:
+    flag = "--summarization_dataset"
+    raw = load_split(data.summarization_dataset, language, split, flag)
+    require_columns(raw, ("code", "docstring"), data.summarization_dataset, flag)
+    raw = _sample(raw, n, seed)
+    rows = []
+    for rid, code, doc in zip(_ids(raw), raw["code"], raw["docstring"]):
+        if data.remove_docstring:
+            code = remove_python_docstring(code) if language == "python" else remove_java_comment(code)
+        rows.append(_row("summarization", language, rid, source=code, reference=doc.strip()))
+    return rows
+
+
+def generation_rows(data: DataArguments, language: str, split: str, n: int, seed: int) -> list[dict]:
+    flag = "--generation_dataset" if data.generation_dataset else "--summarization_dataset"
+    source = data.generation_dataset or data.summarization_dataset
+    raw = load_split(source, language, split, flag)
+    if "input" in raw.column_names and "output" in raw.column_names:
+        raw = _sample(raw, n, seed)
+        return [_generation_from_io(rid, inp, out, language, source, flag)
+                for rid, inp, out in zip(_ids(raw), raw["input"], raw["output"])]
+    require_columns(raw, ("code", "docstring"), source, flag)
+    raw = _sample(raw, n, seed)
+    split_code = split_python_function if language == "python" else split_java_method
+    rows = []
+    for rid, code, doc in zip(_ids(raw), raw["code"], raw["docstring"]):
+        parts = split_code(code)
+        summary = first_sentence(doc)
+        if parts is None or not summary:
+            continue  # counted as underivable by the caller (rows < sampled)
+        signature, body = parts
+        rows.append(_row("generation", language, rid, summary=summary, signature=signature, reference=body))
+    return rows
+
+
+_IO_INPUT = re.compile(r"^\s*Summary:\s*(.*?)\s*Signature:\s*(.*?)\s*$", re.DOTALL)
+
+
+def _generation_from_io(rid, text: str, output: str, language: str, source: str, flag: str) -> dict:
+    match = _IO_INPUT.match(text)
+    if match is None:
+        raise UserError(f"{flag}: {source} row {rid}: `input` must read 'Summary: ... Signature: ...'")
+    return _row("generation", language, rid, summary=match.group(1), signature=match.group(2), reference=output)
+
+
+def translation_rows(data: DataArguments, direction: str, split: str, n: int, seed: int) -> list[dict]:
+    flag = "--translation_dataset"
+    raw = load_split(data.translation_dataset, None, split, flag)
+    require_columns(raw, ("java", "cs"), data.translation_dataset, flag)
+    raw = _sample(raw, n, seed)  # the same N pairs serve both directions
+    src, tgt = direction.split("-")
+    return [_row("translation", direction, rid, source=s.strip(), reference=t.strip())
+            for rid, s, t in zip(_ids(raw), raw[src], raw[tgt])]
+
+
+def task_rows(task: str, data: DataArguments, split: str, n: int, seed: int) -> list[dict]:
+    if task == "translation":
+        return [r for d in data.direction_list for r in translation_rows(data, d, split, n, seed)]
+    build = summarization_rows if task == "summarization" else generation_rows
+    return [r for lang in data.language_list for r in build(data, lang, split, n, seed)]
+
+
+def build_split(task: str, data: DataArguments, split: str, seed: int) -> datasets.Dataset:
+    """All rows of a split for a task (multitask: every task, concatenated and shuffled with the seed)."""
+    n = data.sample_size if split == "train" else data.val_sample_size
+    tasks = MULTITASK if task == "multitask" else (task,)
+    rows = [r for t in tasks for r in task_rows(t, data, split, n, seed)]
+    if not rows:
+        raise UserError(f"no usable {split} examples for {task}: check the data paths and --languages/--directions")
+    dataset = datasets.Dataset.from_list(rows, features=ROW_FEATURES)
+    return dataset.shuffle(seed=seed) if task == "multitask" else dataset
+
+
+def count_rows(dataset: datasets.Dataset) -> dict[str, int]:
+    """Examples per task/language, e.g. {"summarization/java": 40, ...}."""
+    return dict(sorted(Counter(f"{t}/{l}" for t, l in zip(dataset["task"], dataset["language"])).items()))
+
+
+def even_subset(dataset: datasets.Dataset, n: int, seed: int, key: str = "task") -> datasets.Dataset:
+    """Up to n rows drawn evenly across the values of `key` (remainder to the first groups), order shuffled."""
+    if n == -1 or n >= len(dataset):
+        return dataset
+    groups: dict[str, list[int]] = {}
+    for i, value in enumerate(dataset[key]):
+        groups.setdefault(value, []).append(i)
+    import random
+
+    rng = random.Random(seed)
+    for idx in groups.values():
+        rng.shuffle(idx)
+    chosen, names = [], sorted(groups)
+    while len(chosen) < n:  # round-robin so small groups give all they have and large ones fill the rest
+        progressed = False
+        for name in names:
+            if groups[name] and len(chosen) < n:
+                chosen.append(groups[name].pop())
+                progressed = True
+        if not progressed:
+            break
+    return dataset.select(sorted(chosen))

@@ -1,0 +1,118 @@
+"""Model and tokenizer loading: the one place where full fine-tuning and QLoRA differ.
+
+FFT: the full model in bf16 where the GPU supports it (fp32 otherwise), every weight trained, gradient checkpointing.
+QLoRA: the base quantized to 4-bit by bitsandbytes (nf4 + double quantization, bf16 or fp32 compute), prepared with
+`prepare_model_for_kbit_training`, LoRA adapters on the attention and MLP projections; only the adapters train.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # harmless kernels-hub warning (NOTES §3)
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments  # noqa: E402
+
+from common.args import ModelArguments, QLoraArguments  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from common.sources import OFFLINE_HINT, is_local  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def check_model_source(name: str) -> None:
+    """A local model path must exist and hold a model; hub ids are checked when loading."""
+    if not is_local(name):
+        return
+    path = Path(os.path.expanduser(name))
+    if not path.exists():
+        raise UserError(f"--base_model_name: no such directory: {path}")
+    if not (path / "config.json").exists():
+        raise UserError(f"--base_model_name: {path} holds no model (no config.json); "
+                        f"pass a directory written by save_pretrained, or a hub id")
+
+
+def _hub_error(name: str, exc: Exception) -> UserError:
+    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return UserError(
+        f"--base_model_name: could not load model '{name}' from the Hugging Face Hub: {reason}. "
+        f"Without network access pass a local model directory (--base_model_name PATH); {OFFLINE_HINT}"
+    )
+
+
+def load_tokenizer(args: ModelArguments):
+    check_model_source(args.base_model_name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.base_model_name, trust_remote_code=args.trust_remote_code)
+    except OSError as exc:
+        raise _hub_error(args.base_model_name, exc) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # labels are explicit, so padding never masks a trained token
+    return tokenizer
+
+
+def build_model(strategy: str, args: ModelArguments, qlora: QLoraArguments | None, training: TrainingArguments,
+                tokenizer):
+    """The model to train: full weights (FFT) or a 4-bit base with LoRA adapters (QLoRA)."""
+    check_model_source(args.base_model_name)
+    common = {"trust_remote_code": args.trust_remote_code}
+    if args.attn_implementation:
+        common["attn_implementation"] = args.attn_implementation
+    if strategy == "fft":
+        model = _load(args.base_model_name, dtype=torch.bfloat16 if training.bf16 else torch.float32, **common)
+        if training.activation_checkpointing:
+            model.config.use_cache = False
+    else:
+        model = _build_qlora(args, qlora, training, common)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _load(name: str, **kwargs):
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    except OSError as exc:
+        raise _hub_error(name, exc) from None
+
+
+def _build_qlora(args: ModelArguments, qlora: QLoraArguments, training: TrainingArguments, common: dict):
+    import bitsandbytes as bnb
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    compute_dtype = DTYPES[qlora.bnb_4bit_compute_dtype]
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=qlora.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=qlora.bnb_4bit_use_double_quant,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+    # every process holds its own copy of the 4-bit model (DDP); a CPU run stays on the CPU
+    device_map = {"": training.local_process_index} if torch.cuda.is_available() else {"": "cpu"}
+    model = _load(args.base_model_name, quantization_config=quantization, dtype=compute_dtype,
+                  device_map=device_map, **common)
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            # Trap A (NOTES §3): the CPU inference repack breaks the next training step after an eval
+            module.support_avx512bf16_for_cpu = False
+    model = prepare_model_for_kbit_training(
+        model,
+        use_gradient_checkpointing=bool(training.activation_checkpointing),
+        gradient_checkpointing_kwargs=training.activation_checkpointing_kwargs or {"use_reentrant": False},
+    )
+    targets = [m.strip() for m in qlora.lora_target_modules.split(",") if m.strip()]
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in targets if t not in present]
+    if missing:
+        raise UserError(f"--lora_target_modules: {', '.join(missing)} not found in {args.base_model_name}")
+    lora = LoraConfig(r=qlora.lora_r, lora_alpha=qlora.lora_alpha, lora_dropout=qlora.lora_dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info("QLoRA: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}",
+                100 * trainable / total)
+    return model

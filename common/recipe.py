@@ -1,0 +1,175 @@
+"""The fine-tuning recipe every task script runs: parse -> data -> model (FFT or QLoRA) -> Trainer -> save.
+
+    finetune("multitask", "qlora", argv)
+
+Features: the study's flags and defaults; completion-only loss; evaluation and checkpoints every epoch's worth of
+steps; best model (by eval_loss) loaded at the end; early stopping; per-task eval loss; automatic resume from the
+last checkpoint in --output_dir; processed-data cache; run_config.json with every resolved argument.
+Raises `UserError` (one line, exit code 2) for anything the user can fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from common import data as rows
+from common import encoding
+from common.args import DEMO_MODEL_DIR, RunArgs, parse_args
+from common.errors import UserError
+
+logger = logging.getLogger("common")
+
+
+def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
+    """Train one model; returns the final train (and eval) metrics."""
+    run = parse_args(task, strategy, argv)
+    training = run.training
+    _setup_logging(training)
+    if run.model.demo and Path(run.model.base_model_name) == DEMO_MODEL_DIR:
+        from common.tiny_model import ensure_tiny_model
+
+        with training.main_process_first(desc="build the tiny demo model"):
+            ensure_tiny_model(DEMO_MODEL_DIR)
+
+    from transformers import set_seed
+
+    from common.modeling import build_model, load_tokenizer
+    from common.training import build_trainer, set_eval_and_save_steps
+
+    set_seed(training.seed)  # before the model: peft draws the LoRA init from the global RNG (NOTES §7)
+    tokenizer = load_tokenizer(run.model)
+    with training.main_process_first(desc="prepare data"):
+        train_set, val_set, stats = prepare_data(run, tokenizer)
+    eval_set = rows.even_subset(val_set, run.data.eval_samples, training.seed)
+    stats["counts"]["eval"] = rows.count_rows(eval_set)
+    stats["steps_per_epoch"] = set_eval_and_save_steps(run, len(train_set))
+    _log_plan(run, stats)
+
+    model = build_model(strategy, run.model, run.qlora, training, tokenizer)
+    trainer = build_trainer(run, model, tokenizer, _model_columns(train_set), _model_columns(eval_set),
+                            eval_tasks=eval_set["task"])
+    if trainer.is_world_process_zero():
+        _write_run_config(run, stats)
+
+    resume = training.resume_from_checkpoint or _last_checkpoint(training.output_dir)
+    result = trainer.train(resume_from_checkpoint=resume)
+    if strategy == "fft":
+        model.config.use_cache = True  # gradient checkpointing turned it off; inference wants it
+    trainer.save_model()  # QLoRA: the adapter; FFT: the full model; both with the tokenizer
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    metrics = dict(result.metrics)
+    if training.eval_strategy != "no":
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    logger.info("done: outputs in %s", training.output_dir)
+    return metrics
+
+
+def prepare_data(run: RunArgs, tokenizer):
+    """Tokenized train/validation sets with their counts; reused from processed_data when the arguments match."""
+    payload = {"task": run.task, "seed": run.training.seed, "data": _data_fingerprint_args(run),
+               "tokenizer": [run.model.base_model_name, len(tokenizer), tokenizer.chat_template]}
+    key = encoding.fingerprint(payload)
+    folder = Path(run.training.output_dir) / "processed_data"
+    if run.data.save_processed_data:
+        cached = encoding.load_processed(folder, key)
+        if cached is not None:
+            logger.info("reusing processed data from %s", folder)
+            processed, stats = cached
+            return processed["train"], processed["validation"], dict(stats, reused_processed_data=True)
+
+    counts, stats = {}, {"truncated": {}, "dropped": {}}
+    splits = {}
+    for split in ("train", "validation"):
+        split_rows = rows.build_split(run.task, run.data, split, run.training.seed)
+        counts[split] = rows.count_rows(split_rows)
+        encoded, split_stats = encoding.encode(split_rows, tokenizer, run.data.max_seq_length, desc=f"tokenize {split}")
+        if len(encoded) == 0:
+            raise UserError(f"every {split} example is longer than --max_seq_length {run.data.max_seq_length}")
+        splits[split] = encoded.remove_columns(["source", "summary", "signature", "reference"])
+        stats["truncated"][split], stats["dropped"][split] = split_stats["truncated"], split_stats["dropped"]
+    stats = {"counts": counts, **stats, "reused_processed_data": False}
+    if run.data.save_processed_data and run.training.should_save:
+        import datasets
+
+        encoding.save_processed(folder, key, datasets.DatasetDict(splits), stats, payload)
+        logger.info("processed data saved to %s", folder)
+    return splits["train"], splits["validation"], stats
+
+
+def _data_fingerprint_args(run: RunArgs) -> dict:
+    d = run.data
+    fields = {k: getattr(d, k) for k in ("summarization_dataset", "translation_dataset", "generation_dataset",
+                                         "languages", "directions", "sample_size", "val_sample_size",
+                                         "max_seq_length", "remove_docstring")}
+    fields["files"] = [encoding.source_stamp(p) for p in (d.summarization_dataset, d.translation_dataset,
+                                                          d.generation_dataset) if p]
+    return fields
+
+
+def _model_columns(dataset):
+    return dataset.select_columns(["input_ids", "labels"])
+
+
+def _last_checkpoint(output_dir: str) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not Path(output_dir).is_dir():
+        return None
+    last = get_last_checkpoint(output_dir)
+    if last:
+        logger.info("resuming from %s (delete it or pick another --output_dir to start over)", last)
+    return last
+
+
+def _log_plan(run: RunArgs, stats: dict) -> None:
+    t = run.training
+    logger.info("%s %s on %s -> %s", run.task, run.strategy, run.model.base_model_name, t.output_dir)
+    for split, counts in stats["counts"].items():
+        logger.info("%s examples: %s", split, ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for what in ("truncated", "dropped"):
+        for split, counts in stats[what].items():
+            if counts:
+                logger.info("%s %s (over --max_seq_length %d): %s", split, what, run.data.max_seq_length,
+                            ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if t.eval_strategy == "no":
+        logger.info("--eval_strategy no: no evaluation, no best-model loading, no early stopping")
+    else:
+        logger.info("steps per epoch %d; evaluating every %s and saving every %s steps", stats["steps_per_epoch"],
+                    t.eval_steps, t.save_steps)
+
+
+def _write_run_config(run: RunArgs, stats: dict) -> None:
+    from common.training import git_revision, library_versions, write_json
+
+    out = Path(run.training.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "run_config.json", {"arguments": run.to_dict(), "versions": library_versions(),
+                                          "git_revision": git_revision(), **stats})
+
+
+def _setup_logging(training) -> None:
+    import datasets
+    import transformers
+
+    level = logging.INFO if training.should_log else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, force=False)
+    logger.setLevel(level)
+    transformers.utils.logging.set_verbosity_warning()
+    datasets.utils.logging.set_verbosity_warning()
+
+
+def run_cli(task: str, strategy: str, argv: list[str] | None = None) -> int:
+    """Entry point of the task scripts: 0 on success, 2 with one line on stderr for a user error."""
+    try:
+        finetune(task, strategy, argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0

@@ -1,0 +1,127 @@
+"""Trainer set-up: steps per epoch, per-task eval loss without holding logits, early stopping, run records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
+
+from common.args import REPO_ROOT, RunArgs
+from common.encoding import IGNORE_INDEX
+
+logger = logging.getLogger(__name__)
+
+
+def steps_per_epoch(num_examples: int, training: TrainingArguments) -> int:
+    """Optimizer steps in one epoch: ceil(examples / (device batch x accumulation x world size))."""
+    per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps * training.world_size
+    return max(1, math.ceil(num_examples / per_step))
+
+
+def set_eval_and_save_steps(run: RunArgs, num_train: int) -> int:
+    """Evaluate and checkpoint every epoch's worth of steps unless --eval_steps/--save_steps were given."""
+    spe = steps_per_epoch(num_train, run.training)
+    training, given = run.training, run.given
+    eval_steps = training.eval_steps if "eval_steps" in given else None
+    save_steps = training.save_steps if "save_steps" in given else None
+    # a missing one follows the given one, so checkpoints line up with evaluations (needed to load the best)
+    training.eval_steps = eval_steps or save_steps or spe
+    training.save_steps = save_steps or eval_steps or spe
+    if training.load_best_model_at_end and training.save_steps % training.eval_steps:
+        from common.errors import UserError
+
+        raise UserError(f"--save_steps {training.save_steps} must be a multiple of --eval_steps "
+                        f"{training.eval_steps} to load the best model at the end")
+    return spe
+
+
+def per_example_loss(logits, labels):
+    """Reduce a batch's logits to (summed token loss, token count) per example, so evaluation keeps no logits."""
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    out = []
+    for row_logits, row_labels in zip(logits, labels):  # one example at a time bounds the fp32 copy
+        target = row_labels[1:]
+        loss = F.cross_entropy(row_logits[:-1].float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+        out.append(torch.stack([loss, (target != IGNORE_INDEX).sum().float()]))
+    return torch.stack(out)
+
+
+def per_task_metrics(tasks: list[str]):
+    """compute_metrics: token-level eval loss per task (logged as eval_{task}_loss), in eval-set order."""
+
+    def compute(prediction) -> dict:
+        stats = prediction.predictions
+        if len(stats) != len(tasks):
+            logger.warning("per-task loss skipped: %d predictions for %d examples", len(stats), len(tasks))
+            return {}
+        totals: dict[str, list[float]] = {}
+        for task, (loss, count) in zip(tasks, stats):
+            acc = totals.setdefault(task, [0.0, 0.0])
+            acc[0] += float(loss)
+            acc[1] += float(count)
+        return {f"{task}_loss": loss / count for task, (loss, count) in sorted(totals.items()) if count}
+
+    return compute
+
+
+def build_trainer(run: RunArgs, model, tokenizer, train_dataset, eval_dataset, eval_tasks: list[str]) -> Trainer:
+    training = run.training
+    evaluating = training.eval_strategy != "no"
+    callbacks = []
+    if run.data.early_stopping_patience is not None and evaluating:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=run.data.early_stopping_patience,
+                                               early_stopping_threshold=run.data.early_stopping_threshold or 0.0))
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=8)
+    return Trainer(
+        model=model,
+        args=training,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if evaluating else None,
+        processing_class=tokenizer,
+        data_collator=collator,
+        callbacks=callbacks,
+        compute_metrics=per_task_metrics(eval_tasks) if evaluating else None,
+        preprocess_logits_for_metrics=per_example_loss if evaluating else None,
+    )
+
+
+def library_versions() -> dict:
+    import accelerate
+    import datasets
+    import transformers
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "transformers": transformers.__version__, "datasets": datasets.__version__,
+                "accelerate": accelerate.__version__}
+    for name in ("peft", "bitsandbytes"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    return versions
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if rev.returncode != 0:
+        return "unknown"
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    tmp.replace(path)

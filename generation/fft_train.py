@@ -1,0 +1,23 @@
+"""Code generation (summary + signature -> Java/Python code), full fine-tuning.
+
+The study's run:
+
+    python generation/fft_train.py --base_model_name Qwen/Qwen2.5-Coder-0.5B-Instruct --device_batch_size 2 --gradient_accumulation_steps 16 --sample_size -1 --val_sample_size -1 --eval_samples 400 --early_stopping_patience 3 --early_stopping_threshold 0.001 --num_train_epochs 5
+
+Every TrainingArguments flag is accepted too; `--help` lists them all. The recipe is `common.recipe.finetune`.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from common.recipe import run_cli  # noqa: E402
+
+
+def main(argv=None) -> int:
+    return run_cli("generation", "fft", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Shared fixtures: offline environment, a tiny model built once per session, and a call into the task scripts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ[_var] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SAMPLES = ROOT / "data" / "samples"
+TASKS = ("summarization", "generation", "translation", "multitask")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from common.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def load_script(task: str, strategy: str):
+    """Import `{task}/{strategy}_train.py` under a unique module name."""
+    path = ROOT / task / f"{strategy}_train.py"
+    spec = importlib.util.spec_from_file_location(f"{task}_{strategy}_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def base_args(model: Path, out: Path, **overrides) -> list[str]:
+    """Flags for a few-second run on the tiny model and the shipped samples."""
+    flags = {
+        "base_model_name": model, "summarization_dataset": SAMPLES / "code_to_text",
+        "translation_dataset": SAMPLES / "code_to_code_trans", "output_dir": out, "max_steps": 4,
+        "device_batch_size": 4, "gradient_accumulation_steps": 1, "sample_size": 6, "val_sample_size": 3,
+        "learning_rate": 1e-2, "warmup_steps": 0, "logging_steps": 1, "disable_tqdm": True, "seed": 0,
+    }
+    flags.update(overrides)
+    argv = []
+    for key, value in flags.items():
+        if value is not None:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def run_script(task: str, strategy: str, model: Path, out: Path, **overrides) -> int:
+    if strategy == "qlora":
+        overrides.setdefault("bnb_4bit_compute_dtype", "float32")
+    return load_script(task, strategy).main(base_args(model, out, **overrides))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
