@@ -11,6 +11,7 @@ Raises `UserError` (one line, exit code 2) for anything the user can fix.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -143,6 +144,10 @@ def _log_plan(run: RunArgs, stats: dict) -> None:
     else:
         logger.info("steps per epoch %d; evaluating every %s and saving every %s steps", stats["steps_per_epoch"],
                     t.eval_steps, t.save_steps)
+    total = t.max_steps if t.max_steps > 0 else math.ceil(stats["steps_per_epoch"] * t.num_train_epochs)
+    if t.warmup_steps >= total:
+        logger.warning("--warmup_steps %s >= the %d training steps: the learning rate never reaches %g",
+                       t.warmup_steps, total, t.learning_rate)
 
 
 def _write_run_config(run: RunArgs, stats: dict) -> None:

@@ -58,6 +58,26 @@ def _load_hub(source: str, config: str | None, split: str, flag: str) -> dataset
         ) from None
 
 
+def _split_files(folder: Path, split: str, ext: str) -> list[Path]:
+    """`{split}.ext`, or the shards of a hub snapshot: `{split}-00000-of-00002.ext`, `data/...`, `{split}/*.ext`."""
+    for pattern in (f"{split}.{ext}", f"{split}-*.{ext}", f"data/{split}-*.{ext}", f"{split}/*.{ext}"):
+        files = sorted(folder.glob(pattern))
+        if files:
+            return files
+    return []
+
+
+def _read_files(files: list[Path], builder: str, flag: str) -> datasets.Dataset:
+    empty = [f for f in files if f.stat().st_size == 0]
+    if empty:
+        raise UserError(f"{flag}: {empty[0]} is empty")
+    try:
+        return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+    except Exception as exc:  # noqa: BLE001 - a malformed file becomes one line naming it
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{flag}: cannot read {files[0].parent}/{files[0].name}: {first}") from None
+
+
 def _load_local(root: Path, config: str | None, split: str, flag: str) -> datasets.Dataset:
     if not root.exists():
         raise UserError(f"{flag}: no such file or directory: {root}")
@@ -75,15 +95,9 @@ def _load_local(root: Path, config: str | None, split: str, flag: str) -> datase
         if (folder / split / "state.json").exists():
             return datasets.load_from_disk(str(folder / split))
         for ext, builder in EXTENSIONS.items():
-            path = folder / f"{split}.{ext}"
-            if path.exists():
-                if path.stat().st_size == 0:
-                    raise UserError(f"{flag}: {path} is empty")
-                try:
-                    return datasets.load_dataset(builder, data_files=str(path), split="train")
-                except Exception as exc:  # noqa: BLE001
-                    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                    raise UserError(f"{flag}: cannot read {path}: {first}") from None
+            files = _split_files(folder, split, ext)
+            if files:
+                return _read_files(files, builder, flag)
     where = root / config if config else root
     raise UserError(
         f"{flag}: no {split} split{_of(config)} under {root}: expected {where}/{split}.jsonl "

@@ -120,13 +120,17 @@ def test_even_subset_across_tasks():
     assert counts == {"generation": 10, "summarization": 10, "translation": 10}
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv", "save_to_disk"])
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "save_to_disk", "hub_snapshot"])
 def test_local_formats(fmt, tmp_path):
     pairs = datasets.load_dataset("json", data_files=str(SAMPLES / "code_to_code_trans" / "validation.jsonl"),
                                   split="train")
     root = tmp_path / "trans"
     if fmt == "save_to_disk":
         datasets.DatasetDict({"validation": pairs}).save_to_disk(str(root))
+    elif fmt == "hub_snapshot":  # sharded parquet files as a hub download lays them out
+        (root / "data").mkdir(parents=True)
+        pairs.select(range(5)).to_parquet(str(root / "data" / "validation-00000-of-00002.parquet"))
+        pairs.select(range(5, 12)).to_parquet(str(root / "data" / "validation-00001-of-00002.parquet"))
     else:
         root.mkdir()
         getattr(pairs, f"to_{fmt}")(str(root / f"validation.{fmt}"))
