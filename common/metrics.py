@@ -1,0 +1,166 @@
+"""Evaluation metrics for generated docstrings and code, each computed by its reference library.
+
+`summarization_scores` and `code_scores` return `(corpus, items)`: one dict of corpus-level values and one dict per
+(prediction, reference) pair, with the same keys. BLEU-family and similarity scores are on 0-100 (the libraries' 0-1
+values times 100); `exact_match` is a fraction (0 or 1 per item), compared after stripping surrounding whitespace.
+
+Libraries, verified together: sacrebleu 2.6.0, rouge-score 0.1.2, nltk 3.10.4, codebleu 0.7.0 with tree-sitter 0.22.3,
+tree-sitter-python 0.21.0, tree-sitter-java 0.21.0 and tree-sitter-c-sharp 0.21.3 (newer grammars break codebleu).
+
+CodeBLEU caveat (codebleu 0.7.0, k4black/codebleu#59): the combined score uses `dataflow_match_score or 1`, so a
+prediction that matches none of the reference's data-flows, or a reference without any, gets the full data-flow
+weight. An empty prediction therefore scores codebleu 25 (all four components 0), and two empty strings score 50.
+We report the library's values unchanged; read `codebleu` next to its components and `exact_match`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import sacrebleu
+from codebleu import calc_codebleu
+from rouge_score import rouge_scorer
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+CODEBLEU_KEYS = (
+    "codebleu", "ngram_match_score", "weighted_ngram_match_score", "syntax_match_score", "dataflow_match_score"
+)
+# The project's language names -> codebleu's.
+CODEBLEU_LANGS = {"python": "python", "java": "java", "cs": "c_sharp"}
+
+# Logged by codebleu whenever the references have no data-flow (a one-line reference, an empty one): expected for
+# per-item scores, and the value it warns about is documented above.
+_DATAFLOW_WARNING = "There is no reference data-flows extracted"
+
+
+def summarization_scores(predictions: list[str], references: list[str]) -> tuple[dict, list[dict]]:
+    """BLEU, sentence BLEU, chrF, ROUGE-1/2/L (F-measure, stemmed), METEOR (when WordNet loads) and exact match.
+
+    Corpus `bleu` and `chrf` pool the library's corpus statistics; corpus `sentence_bleu`, ROUGE, METEOR and
+    `exact_match` are means over items. Per item, `bleu` and `sentence_bleu` are both that item's sentence BLEU.
+    """
+    _check_pairs(predictions, references)
+    corpus: dict[str, float] = {
+        "bleu": sacrebleu.corpus_bleu(predictions, [references]).score,
+        "chrf": sacrebleu.corpus_chrf(predictions, [references]).score,
+    }
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    with_meteor = meteor_status()[0]
+    items: list[dict] = []
+    for pred, ref in zip(predictions, references):
+        sentence_bleu = sacrebleu.sentence_bleu(pred, [ref]).score
+        item = {
+            "bleu": sentence_bleu,
+            "sentence_bleu": sentence_bleu,
+            "chrf": sacrebleu.sentence_chrf(pred, [ref]).score,
+        }
+        rouge = scorer.score(ref, pred)  # rouge-score takes (target, prediction)
+        item.update({key: 100 * float(rouge[key].fmeasure) for key in ROUGE_KEYS})
+        if with_meteor:
+            item["meteor"] = 100 * _meteor(pred, ref)
+        item["exact_match"] = _exact(pred, ref)
+        items.append(item)
+    for key in ("sentence_bleu", *ROUGE_KEYS, *(("meteor",) if with_meteor else ()), "exact_match"):
+        corpus[key] = _mean(item[key] for item in items)
+    return corpus, items
+
+
+def code_scores(predictions: list[str], references: list[str], language: str) -> tuple[dict, list[dict]]:
+    """CodeBLEU and its four components, BLEU and exact match; `language` is "python", "java" or "cs".
+
+    The corpus CodeBLEU is one codebleu call over all pairs (its n-gram and data-flow statistics are pooled), not the
+    mean of the per-item values. Empty predictions are scored as the library scores them (see the module's caveat).
+    """
+    if language not in CODEBLEU_LANGS:
+        raise ValueError(f"language must be one of {sorted(CODEBLEU_LANGS)}, got {language!r}")
+    _check_pairs(predictions, references)
+    lang = CODEBLEU_LANGS[language]
+    with _quiet_codebleu():
+        corpus = _scaled_codebleu(predictions, references, lang)
+        items = [_scaled_codebleu([pred], [ref], lang) for pred, ref in zip(predictions, references)]
+    corpus["bleu"] = sacrebleu.corpus_bleu(predictions, [references]).score
+    for item, pred, ref in zip(items, predictions, references):
+        item["bleu"] = sacrebleu.sentence_bleu(pred, [ref]).score
+        item["exact_match"] = _exact(pred, ref)
+    corpus["exact_match"] = _mean(item["exact_match"] for item in items)
+    return corpus, items
+
+
+@functools.lru_cache(maxsize=1)
+def meteor_status() -> tuple[bool, str]:
+    """(True, "") when NLTK's WordNet loads offline, else (False, one sentence saying why and how to fix it).
+
+    Never downloads: a missing corpus raises LookupError, an incomplete one (e.g. no `lexnames`) OSError. Cached,
+    because loading WordNet takes seconds.
+    """
+    from nltk.corpus import wordnet
+
+    try:
+        wordnet.ensure_loaded()
+    except LookupError:
+        problem = "is not in NLTK's data path"
+    except OSError as exc:  # found but incomplete, e.g. no lexnames file
+        problem = f"is incomplete ({exc})"
+    else:
+        return True, ""
+    return False, (
+        f"METEOR needs NLTK's WordNet data, which {problem}: unpack Debian's wordnet-base and wordnet-sense-index "
+        "into $NLTK_DATA/corpora/wordnet with a lexnames file, or run nltk.download('wordnet') where a network is "
+        "available, and set NLTK_DATA."
+    )
+
+
+def _meteor(prediction: str, reference: str) -> float:
+    from nltk.translate.meteor_score import meteor_score
+
+    return float(meteor_score([reference.split()], prediction.split()))
+
+
+def _scaled_codebleu(predictions: list[str], references: list[str], lang: str) -> dict[str, float]:
+    scores = calc_codebleu(references, predictions, lang=lang)  # codebleu takes references first
+    return {key: 100 * float(scores[key]) for key in CODEBLEU_KEYS}
+
+
+@contextmanager
+def _quiet_codebleu() -> Iterator[None]:
+    """Drop codebleu's data-flow warning, and only it, for the duration of the block."""
+    root = logging.getLogger()
+    # codebleu logs through `logging.warning`, which calls basicConfig() when the root logger has no handler and so
+    # would leave a stderr handler on it for the rest of the process; a temporary NullHandler prevents that.
+    guard = None if root.handlers else logging.NullHandler()
+    root.addFilter(_not_dataflow_warning)
+    if guard is not None:
+        root.addHandler(guard)
+    try:
+        yield
+    finally:
+        root.removeFilter(_not_dataflow_warning)
+        if guard is not None:
+            root.removeHandler(guard)
+
+
+def _not_dataflow_warning(record: logging.LogRecord) -> bool:
+    return _DATAFLOW_WARNING not in record.getMessage()
+
+
+def _check_pairs(predictions: Sequence[str], references: Sequence[str]) -> None:
+    if len(predictions) == 0:
+        raise ValueError("no predictions to score")
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    for name, texts in (("predictions", predictions), ("references", references)):
+        bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+        if bad is not None:
+            raise ValueError(f"{name}[{bad}] is {type(texts[bad]).__name__}, not str")
+
+
+def _exact(prediction: str, reference: str) -> float:
+    return float(prediction.strip() == reference.strip())
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values)

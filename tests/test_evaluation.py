@@ -1,0 +1,164 @@
+"""The evaluation entry points on a tiny trained run, predictions-file scoring, HumanEval by execution."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from common import prompts
+from common.encoding import ChatFormat, encode_row, prompt_ids
+from common.evaluation import _fit_prompt, build_items, parse_eval_args
+from conftest import SAMPLES, TASKS, load_script, read_json, run_script
+
+DATA = ["--summarization_dataset", str(SAMPLES / "code_to_text"),
+        "--translation_dataset", str(SAMPLES / "code_to_code_trans")]
+
+
+def _evaluate(task: str, *args: str) -> int:
+    path_module = load_script(task, "qlora")  # only to reuse the loader: evaluate.py sits beside it
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{task}_evaluate", path_module.__file__.replace(
+        "qlora_train.py", "evaluate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(list(args))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "multitask-qlora"
+    assert run_script("multitask", "qlora", tiny_model, out, max_steps=2, eval_strategy="no") == 0
+    return out
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_entry_point_writes_three_outputs(task, trained_run, tmp_path):
+    out = tmp_path / "eval"
+    assert _evaluate(task, "--model_path", str(trained_run), *DATA, "--num_samples", "2",
+                     "--max_new_tokens", "6", "--output_dir", str(out)) == 0
+    metrics = read_json(out / "metrics.json")
+    rows = _lines(out / "predictions.jsonl")
+    expected = {"summarization": 4, "generation": 4, "translation": 4, "multitask": 12}[task]
+    assert metrics["num_items"] == len(rows) == expected
+    assert "4-bit + adapter" in metrics["system"]
+    for row in rows:
+        assert {"id", "task", "prompt", "prediction", "reference", "scores"} <= set(row)
+        assert ("direction" in row) == (row["task"] == "translation")
+        assert row["prompt"].endswith("<|im_start|>assistant\n")
+        group = row.get("direction") or row["language"]
+        assert row["id"].startswith(f"{group}:")
+        for name, value in row["scores"].items():  # per-item scores use metrics.json's names
+            assert name in metrics["metrics"][row["task"]][group], name
+            assert isinstance(value, (int, float))
+    if task in ("summarization", "multitask"):
+        assert {"bleu", "sentence_bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match"} <= set(
+            metrics["metrics"]["summarization"]["overall"])
+    if task in ("translation", "multitask"):
+        assert "codebleu" in metrics["metrics"]["translation"]["java-cs"]
+        assert "cs" in {r.get("direction", "").split("-")[-1] for r in rows}
+        assert set(metrics["quality"]["translation"]) == {"java-cs", "cs-java"}
+    report = (out / "report.md").read_text()
+    assert report.startswith(f"# Evaluation: {task}") and "| group |" in report
+
+
+def test_rescoring_predictions_reproduces_metrics(trained_run, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _evaluate("multitask", "--model_path", str(trained_run), *DATA, "--num_samples", "2",
+                     "--max_new_tokens", "6", "--output_dir", str(first)) == 0
+    assert _evaluate("multitask", "--predictions_file", str(first / "predictions.jsonl"), *DATA,
+                     "--num_samples", "2", "--output_dir", str(second)) == 0
+    a, b = read_json(first / "metrics.json"), read_json(second / "metrics.json")
+    assert a["metrics"] == b["metrics"] and a["quality"] == b["quality"]
+    assert [r["scores"] for r in _lines(first / "predictions.jsonl")] == \
+        [r["scores"] for r in _lines(second / "predictions.jsonl")]
+
+
+def test_inference_prompt_equals_training_prompt(tokenizer):
+    args = parse_eval_args("multitask", ["--predictions_file", "x", *DATA, "--split", "validation",
+                                         "--num_samples", "3"])
+    chat = ChatFormat.for_tokenizer(tokenizer)
+    for item in build_items("multitask", args):
+        trained = encode_row(item, tokenizer, chat, max_len=4096)
+        n_prompt = trained["labels"].index(next(t for t in trained["labels"] if t != -100))
+        assert prompt_ids(tokenizer, _fit_prompt(item, tokenizer, 4096)) == trained["input_ids"][:n_prompt]
+
+
+def _humaneval_predictions(path, n, broken=False):
+    from common.benchmarks import load_humaneval
+
+    with open(path, "w") as f:
+        for p in load_humaneval()[:n]:
+            body = "    return None\n" if broken else p["canonical_solution"]
+            answer = "```python\n" + p["prompt"] + body + "```"  # fenced, with the prompt: extraction must cope
+            f.write(json.dumps({"id": p["task_id"], "prediction": answer}) + "\n")
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_humaneval_pass_at_1_by_execution(broken, tmp_path):
+    preds, out = tmp_path / "preds.jsonl", tmp_path / "eval"
+    _humaneval_predictions(preds, 6, broken)
+    assert _evaluate("generation", "--benchmark", "humaneval", "--predictions_file", str(preds),
+                     "--num_samples", "6", "--output_dir", str(out), "--quality", "False") == 0
+    metrics = read_json(out / "metrics.json")["metrics"]["generation"]["python"]
+    assert metrics["pass@1"] == (0.0 if broken else 1.0)
+    assert [r["scores"]["pass@1"] for r in _lines(out / "predictions.jsonl")] == [0 if broken else 1] * 6
+    assert [r["id"] for r in _lines(out / "predictions.jsonl")] == [f"HumanEval/{i}" for i in range(6)]
+
+
+def test_extract_answer_is_one_rule_for_all():
+    assert prompts.extract_answer("summarization", "SUMMARY: Adds numbers. DONE") == "Adds numbers."
+    assert prompts.extract_answer("summarization", "Adds numbers.") == "Adds numbers."
+    fenced = "Here you go:\n```java\npublic int f() {\n    return 1;\n}\n```\nHope it helps."
+    assert prompts.extract_answer("generation", fenced, "java") == "public int f() {\n    return 1;\n}"
+    chatty = "Sure! The translation is:\npublic int F() { return 1; }\n\nThis method returns one."
+    assert prompts.extract_answer("translation", chatty, "java-cs") == "public int F() { return 1; }"
+    plain = "def f(x):\n    return x\n"
+    assert prompts.extract_answer("generation", plain, "python") == "def f(x):\n    return x"
+
+
+@pytest.mark.parametrize("args,needle", [
+    ([], "give --model_path"),
+    (["--predictions_file", "nope.jsonl"], "no such file"),
+    (["--model_path", "m", "--benchmark", "mbpp"], "--benchmark mbpp"),
+    (["--model_path", "m", "--num_samples", "0"], "--num_samples 0"),
+])
+def test_evaluation_errors(args, needle, capsys):
+    assert _evaluate("generation", *DATA, *args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and needle in err[-1]
+
+
+def test_unknown_prediction_ids_are_an_error(tmp_path, capsys):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "python:99999", "prediction": "x"}) + "\n")
+    assert _evaluate("summarization", "--predictions_file", str(preds), *DATA, "--output_dir",
+                     str(tmp_path / "o")) == 2
+    assert "not among the evaluated items" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_codereval_prompt_file(tmp_path):
+    records = [
+        {"_id": "62e4fb", "human_label": "Return the sum of a list. Ignores None values.",
+         "code": 'def total(xs):\n    """Sum."""\n    return sum(x for x in xs if x is not None)',
+         "test": "assert total([1, None, 2]) == 3\n"},
+        {"_id": "62e4fc", "docstring": "Upper-case a string.", "code": "def shout(s):\n    return s.upper()"},
+    ]
+    source = tmp_path / "CoderEval4Python.json"
+    source.write_text(json.dumps({"RECORDS": records}))
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": f"python:{r['_id']}", "prediction": p}) + "\n" for r, p in zip(
+        records, ["def total(xs):\n    return sum(x for x in xs if x is not None)", "def shout(s):\n    return s"])))
+    out = tmp_path / "eval"
+    assert _evaluate("generation", "--benchmark", "codereval", "--test_dataset", str(source), "--languages", "python",
+                     "--predictions_file", str(preds), "--output_dir", str(out), "--quality", "False") == 0
+    rows = _lines(out / "predictions.jsonl")
+    assert rows[0]["scores"]["pass@1"] == 1 and "pass@1" not in rows[1]["scores"]  # only the item with tests runs
+    assert rows[0]["scores"]["exact_match"] == 1 and rows[1]["scores"]["exact_match"] == 0
+    assert rows[0]["reference"] == records[0]["code"].replace('    """Sum."""\n', "")

@@ -1,0 +1,22 @@
+"""Evaluate a model on code translation (Java <-> C#): CodeBLEU, BLEU, exact match, code quality.
+
+    python translation/evaluate.py --model_path runs/translation-qlora-Qwen2.5-Coder-1.5B-Instruct
+    python translation/evaluate.py --predictions_file other_system.jsonl     # score another system's outputs
+
+`--help` lists every option. The recipe is `common.evaluation.evaluate`.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from common.evaluation import run_cli  # noqa: E402
+
+
+def main(argv=None) -> int:
+    return run_cli("translation", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
