@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,7 @@ class RunArgs:
     training: TrainingArguments
     given: set[str]  # flags the user passed explicitly
     argv: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # decisions worth a line in the log
 
     def to_dict(self) -> dict:
         return {
@@ -218,6 +220,8 @@ def study_training_defaults(task: str, strategy: str, device_batch_size: int) ->
         "save_total_limit": 2,
         "report_to": "none",
         "ddp_find_unused_parameters": False,
+        # torchrun on CPUs: without a backend every process would train alone and race on the output folder
+        "ddp_backend": None if cuda or int(os.environ.get("WORLD_SIZE", "1")) == 1 else "gloo",
     }
 
 
@@ -272,15 +276,35 @@ def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunAr
                 values[name] = values["device_batch_size"]
 
     _validate(strategy, values, given)
-    if values["eval_strategy"] == "no":
-        values["load_best_model_at_end"] = False
-    # eval/save steps depend on the number of training examples: placeholders until the data is loaded
-    values.setdefault("eval_steps", None)
+    notes = _resolve_strategies(values, given)
+    # Best-model loading needs eval/save steps that line up, and they depend on the number of training examples:
+    # build TrainingArguments without it, and switch it on once the data has fixed the steps (training.py).
+    load_best = values["load_best_model_at_end"]
+    values["load_best_model_at_end"] = False
 
     model_args, data_args, *rest = _instantiate(parser, values)
     qlora_args = rest[0] if strategy == "qlora" else None
     training_args = rest[-1]
-    return RunArgs(task, strategy, model_args, data_args, qlora_args, training_args, given, argv)
+    training_args.load_best_model_at_end = load_best
+    return RunArgs(task, strategy, model_args, data_args, qlora_args, training_args, given, argv, notes)
+
+
+def _resolve_strategies(values: dict, given: set[str]) -> list[str]:
+    """Saving follows evaluation unless given; best-model loading only where checkpoints match evaluations."""
+    notes = []
+    evaluation, load_best = values["eval_strategy"], values["load_best_model_at_end"]
+    if "save_strategy" not in given and evaluation != "no":
+        values["save_strategy"] = evaluation
+    saving = values["save_strategy"]
+    if evaluation == "no":
+        values["load_best_model_at_end"] = False
+    elif load_best and saving not in (evaluation, "best"):
+        if "load_best_model_at_end" in given:
+            raise UserError(f"--save_strategy {saving} with --eval_strategy {evaluation} cannot load the best model: "
+                            f"save at the evaluations or pass --load_best_model_at_end False")
+        values["load_best_model_at_end"] = False
+        notes.append(f"--save_strategy {saving}: the best model is not loaded at the end (no matching checkpoints)")
+    return notes
 
 
 def _instantiate(parser: HfArgumentParser, values: dict):
@@ -291,7 +315,7 @@ def _instantiate(parser: HfArgumentParser, values: dict):
         try:
             outputs.append(dtype(**kwargs))
         except (ValueError, TypeError) as exc:
-            raise UserError(str(exc).strip().splitlines()[0]) from None
+            raise UserError(" ".join(str(exc).split())) from None
     return outputs
 
 

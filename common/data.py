@@ -114,22 +114,31 @@ def _row(task, language, rid, source="", summary="", signature="", reference="")
 
 
 def _sample(dataset: datasets.Dataset, n: int, seed: int) -> datasets.Dataset:
+    if "id" not in dataset.column_names:  # positions in the source file, taken before shuffling
+        dataset = dataset.add_column("id", list(range(len(dataset))))
     if n == -1 or n >= len(dataset):
         return dataset
     return dataset.shuffle(seed=seed).select(range(n))
 
 
-def _ids(dataset: datasets.Dataset) -> list:
-    return dataset["id"] if "id" in dataset.column_names else list(range(len(dataset)))
+def _usable(dataset: datasets.Dataset, columns: tuple[str, ...], what: str) -> datasets.Dataset:
+    """Rows whose needed columns hold non-empty text; the others are skipped with a warning."""
+    keep = [i for i, values in enumerate(zip(*(dataset[c] for c in columns)))
+            if all(isinstance(v, str) and v.strip() for v in values)]
+    if len(keep) < len(dataset):
+        logger.warning("%s: skipped %d of %d rows with an empty or missing %s", what, len(dataset) - len(keep),
+                       len(dataset), "/".join(columns))
+        dataset = dataset.select(keep)
+    return dataset
 
 
 def summarization_rows(data: DataArguments, language: str, split: str, n: int, seed: int) -> list[dict]:
     flag = "--summarization_dataset"
     raw = load_split(data.summarization_dataset, language, split, flag)
     require_columns(raw, ("code", "docstring"), data.summarization_dataset, flag)
-    raw = _sample(raw, n, seed)
+    raw = _usable(_sample(raw, n, seed), ("code", "docstring"), f"summarization {language} {split}")
     rows = []
-    for rid, code, doc in zip(_ids(raw), raw["code"], raw["docstring"]):
+    for rid, code, doc in zip(raw["id"], raw["code"], raw["docstring"]):
         if data.remove_docstring:
             code = remove_python_docstring(code) if language == "python" else remove_java_comment(code)
         rows.append(_row("summarization", language, rid, source=code, reference=doc.strip()))
@@ -140,21 +149,25 @@ def generation_rows(data: DataArguments, language: str, split: str, n: int, seed
     flag = "--generation_dataset" if data.generation_dataset else "--summarization_dataset"
     source = data.generation_dataset or data.summarization_dataset
     raw = load_split(source, language, split, flag)
+    what = f"generation {language} {split}"
     if "input" in raw.column_names and "output" in raw.column_names:
-        raw = _sample(raw, n, seed)
+        raw = _usable(_sample(raw, n, seed), ("input", "output"), what)
         return [_generation_from_io(rid, inp, out, language, source, flag)
-                for rid, inp, out in zip(_ids(raw), raw["input"], raw["output"])]
+                for rid, inp, out in zip(raw["id"], raw["input"], raw["output"])]
     require_columns(raw, ("code", "docstring"), source, flag)
-    raw = _sample(raw, n, seed)
+    raw = _usable(_sample(raw, n, seed), ("code", "docstring"), what)
     split_code = split_python_function if language == "python" else split_java_method
     rows = []
-    for rid, code, doc in zip(_ids(raw), raw["code"], raw["docstring"]):
+    for rid, code, doc in zip(raw["id"], raw["code"], raw["docstring"]):
         parts = split_code(code)
         summary = first_sentence(doc)
         if parts is None or not summary:
-            continue  # counted as underivable by the caller (rows < sampled)
+            continue
         signature, body = parts
         rows.append(_row("generation", language, rid, summary=summary, signature=signature, reference=body))
+    if len(rows) < len(raw):
+        logger.warning("%s: skipped %d of %d functions whose signature or summary could not be derived", what,
+                       len(raw) - len(rows), len(raw))
     return rows
 
 
@@ -172,10 +185,10 @@ def translation_rows(data: DataArguments, direction: str, split: str, n: int, se
     flag = "--translation_dataset"
     raw = load_split(data.translation_dataset, None, split, flag)
     require_columns(raw, ("java", "cs"), data.translation_dataset, flag)
-    raw = _sample(raw, n, seed)  # the same N pairs serve both directions
+    raw = _usable(_sample(raw, n, seed), ("java", "cs"), f"translation {split}")  # the same pairs, both directions
     src, tgt = direction.split("-")
     return [_row("translation", direction, rid, source=s.strip(), reference=t.strip())
-            for rid, s, t in zip(_ids(raw), raw[src], raw[tgt])]
+            for rid, s, t in zip(raw["id"], raw[src], raw[tgt])]
 
 
 def task_rows(task: str, data: DataArguments, split: str, n: int, seed: int) -> list[dict]:

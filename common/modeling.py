@@ -17,6 +17,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments  # noqa: E402
 
 from common.args import ModelArguments, QLoraArguments  # noqa: E402
+from common.encoding import ensure_chat_template  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.gguf import is_gguf, resolve_model  # noqa: E402
 from common.sources import OFFLINE_HINT, is_local  # noqa: E402
@@ -60,6 +61,7 @@ def load_tokenizer(args: ModelArguments):
         raise _hub_error(args.base_model_name, exc) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # labels are explicit, so padding never masks a trained token
+    ensure_chat_template(tokenizer)  # saved with the run, so inference renders prompts exactly as training did
     return tokenizer
 
 

@@ -42,7 +42,7 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
     set_seed(training.seed)  # before the model: peft draws the LoRA init from the global RNG (NOTES §7)
     tokenizer = load_tokenizer(run.model)
     with training.main_process_first(desc="prepare data"):
-        train_set, val_set, stats = prepare_data(run, tokenizer)
+        train_set, val_set, stats, save_cache = prepare_data(run, tokenizer)
     eval_set = rows.even_subset(val_set, run.data.eval_samples, training.seed)
     stats["counts"]["eval"] = rows.count_rows(eval_set)
     stats["steps_per_epoch"] = set_eval_and_save_steps(run, len(train_set))
@@ -51,7 +51,8 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
     model = build_model(strategy, run.model, run.qlora, training, tokenizer)
     trainer = build_trainer(run, model, tokenizer, _model_columns(train_set), _model_columns(eval_set),
                             eval_tasks=eval_set["task"])
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero():  # everything checked: only now does the run write anything
+        save_cache()
         _write_run_config(run, stats)
 
     resume = training.resume_from_checkpoint or _last_checkpoint(training.output_dir)
@@ -73,7 +74,11 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
 
 
 def prepare_data(run: RunArgs, tokenizer):
-    """Tokenized train/validation sets with their counts; reused from processed_data when the arguments match."""
+    """Tokenized train/validation sets, their counts, and a function that saves them to processed_data.
+
+    Reused from processed_data when the data arguments match; saving is left to the caller, so that a run which
+    fails before training leaves nothing behind.
+    """
     payload = {"task": run.task, "seed": run.training.seed, "data": _data_fingerprint_args(run),
                "tokenizer": [run.model.base_model_name, len(tokenizer), tokenizer.chat_template]}
     key = encoding.fingerprint(payload)
@@ -83,25 +88,32 @@ def prepare_data(run: RunArgs, tokenizer):
         if cached is not None:
             logger.info("reusing processed data from %s", folder)
             processed, stats = cached
-            return processed["train"], processed["validation"], dict(stats, reused_processed_data=True)
+            return processed["train"], processed["validation"], dict(stats, reused_processed_data=True), _nothing
 
     counts, stats = {}, {"truncated": {}, "dropped": {}}
     splits = {}
     for split in ("train", "validation"):
         split_rows = rows.build_split(run.task, run.data, split, run.training.seed)
-        counts[split] = rows.count_rows(split_rows)
         encoded, split_stats = encoding.encode(split_rows, tokenizer, run.data.max_seq_length, desc=f"tokenize {split}")
         if len(encoded) == 0:
             raise UserError(f"every {split} example is longer than --max_seq_length {run.data.max_seq_length}")
+        counts[split] = rows.count_rows(encoded)  # what is trained/evaluated: after dropping over-long examples
         splits[split] = encoded.remove_columns(["source", "summary", "signature", "reference"])
         stats["truncated"][split], stats["dropped"][split] = split_stats["truncated"], split_stats["dropped"]
     stats = {"counts": counts, **stats, "reused_processed_data": False}
-    if run.data.save_processed_data and run.training.should_save:
-        import datasets
 
-        encoding.save_processed(folder, key, datasets.DatasetDict(splits), stats, payload)
-        logger.info("processed data saved to %s", folder)
-    return splits["train"], splits["validation"], stats
+    def save():
+        if run.data.save_processed_data:
+            import datasets
+
+            encoding.save_processed(folder, key, datasets.DatasetDict(splits), stats, payload)
+            logger.info("processed data saved to %s", folder)
+
+    return splits["train"], splits["validation"], stats, save
+
+
+def _nothing() -> None:
+    pass
 
 
 def _data_fingerprint_args(run: RunArgs) -> dict:
@@ -139,6 +151,8 @@ def _log_plan(run: RunArgs, stats: dict) -> None:
             if counts:
                 logger.info("%s %s (over --max_seq_length %d): %s", split, what, run.data.max_seq_length,
                             ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for note in run.notes:
+        logger.info(note)
     if t.eval_strategy == "no":
         logger.info("--eval_strategy no: no evaluation, no best-model loading, no early stopping")
     else:

@@ -32,14 +32,19 @@ def set_eval_and_save_steps(run: RunArgs, num_train: int) -> int:
     eval_steps = training.eval_steps if "eval_steps" in given else None
     save_steps = training.save_steps if "save_steps" in given else None
     # a missing one follows the given one, so checkpoints line up with evaluations (needed to load the best)
-    training.eval_steps = eval_steps or save_steps or spe
-    training.save_steps = save_steps or eval_steps or spe
+    training.eval_steps = _steps(eval_steps or save_steps or spe)
+    training.save_steps = _steps(save_steps or eval_steps or spe)
     if training.load_best_model_at_end and training.save_steps % training.eval_steps:
         from common.errors import UserError
 
         raise UserError(f"--save_steps {training.save_steps} must be a multiple of --eval_steps "
                         f"{training.eval_steps} to load the best model at the end")
     return spe
+
+
+def _steps(value: float) -> float | int:
+    """Whole step counts as ints (1.0 -> 1); fractions of training (0.1) stay as HF reads them."""
+    return int(value) if value >= 1 else value
 
 
 def per_example_loss(logits, labels):

@@ -140,3 +140,55 @@ def test_resume_equals_uninterrupted(tiny_model, tmp_path, caplog):
 def test_boolean_flags(flag, tiny_model, tmp_path):
     run = parse_args("summarization", "qlora", base_args(tiny_model, tmp_path, save_processed_data=flag))
     assert run.data.save_processed_data is (flag in ("True", "true", "1"))
+
+
+@pytest.mark.parametrize("flags", [
+    {"eval_steps": 3},
+    {"logging_steps": 3},
+    {"save_steps": 3},
+    {"eval_strategy": "epoch", "max_steps": 6},
+])
+def test_step_flags_that_do_not_divide_the_defaults(flags, tiny_model, tmp_path):
+    out = tmp_path / "run"
+    flags.setdefault("max_steps", 4)
+    assert run_script("summarization", "qlora", tiny_model, out, **flags) == 0
+    state = read_json(out / "trainer_state.json")
+    assert state["best_model_checkpoint"] is not None  # evaluations and checkpoints lined up
+    if "eval_steps" in flags or "save_steps" in flags:
+        assert state["eval_steps"] == state["save_steps"] == 3
+
+
+def test_save_strategy_no_turns_best_model_loading_off(tiny_model, tmp_path, caplog):
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        assert run_script("summarization", "qlora", tiny_model, out, save_strategy="no", eval_steps=2) == 0
+    assert "the best model is not loaded at the end" in caplog.text
+    assert not list(out.glob("checkpoint-*"))
+    assert (out / "eval_results.json").exists()
+
+
+def test_rows_with_missing_values_are_skipped(tiny_model, tmp_path, caplog):
+    import json
+
+    from conftest import SAMPLES
+
+    root = tmp_path / "trans"
+    root.mkdir()
+    for split in ("train", "validation"):
+        rows = [json.loads(x) for x in (SAMPLES / "code_to_code_trans" / f"{split}.jsonl").read_text().splitlines()]
+        rows[0]["cs"], rows[1]["java"] = None, "   "
+        (root / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        assert run_script("translation", "qlora", tiny_model, out, translation_dataset=root, sample_size=-1) == 0
+    assert "skipped 2 of 40 rows with an empty or missing java/cs" in caplog.text
+    assert read_json(out / "run_config.json")["counts"]["train"] == {"translation/cs-java": 38,
+                                                                      "translation/java-cs": 38}
+
+
+def test_error_after_data_preparation_writes_nothing(tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = run_script("summarization", "qlora", tiny_model, out, save_processed_data=True,
+                      lora_target_modules="foo_proj")
+    assert code == 2 and "foo_proj not found" in capsys.readouterr().err
+    assert not out.exists()
