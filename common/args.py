@@ -196,6 +196,7 @@ def study_training_defaults(task: str, strategy: str, device_batch_size: int) ->
     import torch
 
     cuda = torch.cuda.is_available()
+    cpu_ddp = not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1
     return {
         "per_device_train_batch_size": device_batch_size,
         "per_device_eval_batch_size": device_batch_size,
@@ -220,8 +221,10 @@ def study_training_defaults(task: str, strategy: str, device_batch_size: int) ->
         "save_total_limit": 2,
         "report_to": "none",
         "ddp_find_unused_parameters": False,
-        # torchrun on CPUs: without a backend every process would train alone and race on the output folder
-        "ddp_backend": None if cuda or int(os.environ.get("WORLD_SIZE", "1")) == 1 else "gloo",
+        # torchrun on CPUs: without gloo + use_cpu accelerate sees no distributed set-up, and every process would
+        # train alone and race on the output folder
+        "ddp_backend": "gloo" if cpu_ddp else None,
+        "use_cpu": cpu_ddp,
     }
 
 

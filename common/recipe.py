@@ -46,6 +46,7 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
     eval_set = rows.even_subset(val_set, run.data.eval_samples, training.seed)
     stats["counts"]["eval"] = rows.count_rows(eval_set)
     stats["steps_per_epoch"] = set_eval_and_save_steps(run, len(train_set))
+    stats["world_size"] = training.world_size
     _log_plan(run, stats)
 
     model = build_model(strategy, run.model, run.qlora, training, tokenizer)
