@@ -9,3 +9,9 @@ class UserError(Exception):
     """A problem with the user's input or environment, reported as one line and exit code 2."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type), short enough to sit inside a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _convert(path: Path, target: Path) -> None:
         loaded = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **kwargs)
         config = AutoConfig.from_pretrained(path.parent, **kwargs)
     except Exception as exc:  # noqa: BLE001 - an unreadable file becomes one line
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UserError(f"cannot read GGUF file {path}: {first} (pip install gguf)") from None
     # save_pretrained refuses GGUF-loaded models: copy the weights into a model built from the config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -45,10 +45,10 @@ def load_for_inference(model_path: str, merge_adapter: bool = False):
             base = run["model"]["base_model_name"]  # e.g. a GGUF cache folder that was cleared: convert again
         if not base:
             raise UserError(f"--model_path: {path}/adapter_config.json names no base model")
-        source = model_source(base)
+        source = model_source(base, "--model_path (its base model)")
         compute = DTYPES[qlora.get("bnb_4bit_compute_dtype", "bfloat16" if gpu else "float32")]
         if merge_adapter:
-            model = _load(source, dtype=compute, device_map=_device_map(gpu))
+            model = _load(source, "--model_path", dtype=compute, device_map=_device_map(gpu))
             model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
             how = f"{base} + adapter merged ({compute})"
         else:
@@ -56,14 +56,15 @@ def load_for_inference(model_path: str, merge_adapter: bool = False):
                 load_in_4bit=True, bnb_4bit_quant_type=qlora.get("bnb_4bit_quant_type", "nf4"),
                 bnb_4bit_use_double_quant=qlora.get("bnb_4bit_use_double_quant", True),
                 bnb_4bit_compute_dtype=compute)
-            model = _load(source, quantization_config=quantization, dtype=compute, device_map=_device_map(gpu))
+            model = _load(source, "--model_path", quantization_config=quantization, dtype=compute,
+                          device_map=_device_map(gpu))
             model = PeftModel.from_pretrained(model, str(path))
             how = f"{base} in 4-bit + adapter"
         tokenizer_source = str(path) if (path / "tokenizer_config.json").exists() else source
     else:
-        source = model_source(model_path)
+        source = model_source(model_path, "--model_path")
         dtype = torch.bfloat16 if gpu and torch.cuda.is_bf16_supported() else torch.float32
-        model = _load(source, dtype=dtype, device_map=_device_map(gpu))
+        model = _load(source, "--model_path", dtype=dtype, device_map=_device_map(gpu))
         tokenizer_source, how = source, f"{model_path} ({dtype})"
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)

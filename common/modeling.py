@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from common.args import ModelArguments, QLoraArguments  # noqa: E402
 from common.encoding import ensure_chat_template  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.errors import UserError, first_line  # noqa: E402
 from common.gguf import is_gguf, resolve_model  # noqa: E402
 from common.sources import OFFLINE_HINT, is_local  # noqa: E402
 
@@ -27,29 +27,28 @@ logger = logging.getLogger(__name__)
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-def model_source(name: str) -> str:
-    """Where to load `--base_model_name` from: hub id, local directory, or a `.gguf` file's converted checkpoint."""
-    check_model_source(name)
+def model_source(name: str, flag: str = "--base_model_name") -> str:
+    """Where to load a model from: hub id, local directory, or a `.gguf` file's converted checkpoint."""
+    check_model_source(name, flag)
     return resolve_model(name)
 
 
-def check_model_source(name: str) -> None:
+def check_model_source(name: str, flag: str = "--base_model_name") -> None:
     """A local model path must exist and hold a model; hub ids are checked when loading."""
     if not is_local(name) or is_gguf(name):
         return
     path = Path(os.path.expanduser(name))
     if not path.exists():
-        raise UserError(f"--base_model_name: no such directory: {path}")
+        raise UserError(f"{flag}: no such directory: {path}")
     if not (path / "config.json").exists():
-        raise UserError(f"--base_model_name: {path} holds no model (no config.json); "
+        raise UserError(f"{flag}: {path} holds no model (no config.json); "
                         f"pass a directory written by save_pretrained, or a hub id")
 
 
-def _hub_error(name: str, exc: Exception) -> UserError:
-    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+def _hub_error(name: str, exc: Exception, flag: str = "--base_model_name") -> UserError:
     return UserError(
-        f"--base_model_name: could not load model '{name}' from the Hugging Face Hub: {reason}. "
-        f"Without network access pass a local model directory (--base_model_name PATH); {OFFLINE_HINT}"
+        f"{flag}: could not load model '{name}' from the Hugging Face Hub: {first_line(exc)}. "
+        f"Without network access pass a local model directory ({flag} PATH); {OFFLINE_HINT}"
     )
 
 
@@ -82,11 +81,11 @@ def build_model(strategy: str, args: ModelArguments, qlora: QLoraArguments | Non
     return model
 
 
-def _load(name: str, **kwargs):
+def _load(name: str, flag: str = "--base_model_name", **kwargs):
     try:
         return AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except OSError as exc:
-        raise _hub_error(name, exc) from None
+        raise _hub_error(name, exc, flag) from None
 
 
 def _build_qlora(source: str, qlora: QLoraArguments, training: TrainingArguments, common: dict):

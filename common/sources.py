@@ -12,7 +12,7 @@ from pathlib import Path
 
 import datasets
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 
 EXTENSIONS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}
 OFFLINE_HINT = "set HF_HUB_OFFLINE=1 to fail fast when offline"
@@ -50,7 +50,7 @@ def _load_hub(source: str, config: str | None, split: str, flag: str) -> dataset
     try:
         return datasets.load_dataset(source, config, split=split)
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one actionable line
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(
             f"{flag}: could not load data set '{source}'{_of(config)} ({split}) from the Hugging Face Hub: {reason}. "
             f"Without network access pass a local path instead ({flag} PATH, laid out as the hub data set); "
@@ -74,7 +74,7 @@ def _read_files(files: list[Path], builder: str, flag: str) -> datasets.Dataset:
     try:
         return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
     except Exception as exc:  # noqa: BLE001 - a malformed file becomes one line naming it
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UserError(f"{flag}: cannot read {files[0].parent}/{files[0].name}: {first}") from None
 
 

@@ -162,3 +162,22 @@ def test_codereval_prompt_file(tmp_path):
     assert rows[0]["scores"]["pass@1"] == 1 and "pass@1" not in rows[1]["scores"]  # only the item with tests runs
     assert rows[0]["scores"]["exact_match"] == 1 and rows[1]["scores"]["exact_match"] == 0
     assert rows[0]["reference"] == records[0]["code"].replace('    """Sum."""\n', "")
+
+
+def test_fft_run_and_merged_adapter(tiny_model, trained_run, tmp_path):
+    fft = tmp_path / "fft"
+    assert run_script("summarization", "fft", tiny_model, fft, max_steps=2, eval_strategy="no") == 0
+    assert _evaluate("summarization", "--model_path", str(fft), *DATA, "--num_samples", "1", "--max_new_tokens", "4",
+                     "--output_dir", str(tmp_path / "e1")) == 0
+    assert read_json(tmp_path / "e1" / "metrics.json")["system"].startswith(str(fft))
+    assert _evaluate("summarization", "--model_path", str(trained_run), "--merge_adapter", "True", *DATA,
+                     "--num_samples", "1", "--max_new_tokens", "4", "--output_dir", str(tmp_path / "e2")) == 0
+    assert "adapter merged" in read_json(tmp_path / "e2" / "metrics.json")["system"]
+
+
+def test_missing_model_path_is_one_line(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert _evaluate("translation", "--model_path", str(tmp_path / "nothing"), *DATA, "--num_samples", "1",
+                     "--output_dir", str(out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --model_path: no such directory") and not out.exists()
