@@ -81,9 +81,11 @@ def _run(work: Path, timeout: float, out: BinaryIO, err: BinaryIO) -> int | None
     # Not `-I`: it implies -E, which would ignore PYTHONHASHSEED. `-s -P` are the rest of -I, and the environment is
     # ours entirely, so nothing from the evaluator's environment reaches the program either way.
     env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONHASHSEED": "0", "HOME": str(work)}
+    # The limits are set by the child's own first statement, not by a preexec_fn: forking the evaluator (which may
+    # hold a model and many threads) and running Python code before exec can deadlock.
     process = subprocess.Popen(
-        [sys.executable, "-s", "-P", "program.py"], cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out,
-        stderr=err, start_new_session=True, preexec_fn=lambda: _limit(timeout), close_fds=True,
+        [sys.executable, "-s", "-P", "-c", _launcher(timeout)], cwd=work, env=env, stdin=subprocess.DEVNULL,
+        stdout=out, stderr=err, start_new_session=True, close_fds=True,
     )
     try:
         return process.wait(timeout=timeout)
@@ -95,15 +97,12 @@ def _run(work: Path, timeout: float, out: BinaryIO, err: BinaryIO) -> int | None
         process.wait()
 
 
-def _limit(timeout: float) -> None:
-    """Runs in the child between fork and exec: C calls only, no locks, no imports."""
-    for limit, value in (
-        (resource.RLIMIT_AS, ADDRESS_SPACE_BYTES),
-        (resource.RLIMIT_CPU, _cpu_seconds(timeout)),
-        (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_FSIZE, FILE_SIZE_BYTES),
-    ):
-        resource.setrlimit(limit, (value, value))
+def _launcher(timeout: float) -> str:
+    """The child's command: set the resource limits, then run program.py as __main__."""
+    limits = [(resource.RLIMIT_AS, ADDRESS_SPACE_BYTES), (resource.RLIMIT_CPU, _cpu_seconds(timeout)),
+              (resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, FILE_SIZE_BYTES)]
+    sets = "; ".join(f"resource.setrlimit({kind}, ({value}, {value}))" for kind, value in limits)
+    return f"import resource, runpy; {sets}; del resource; runpy.run_path('program.py', run_name='__main__')"
 
 
 def _cpu_seconds(timeout: float) -> int:
