@@ -3,7 +3,7 @@
 `measure_quality(codes, language)` returns one dict per item:
 
 - `parses`: Python via `ast.parse`; Java/C# via tree-sitter on the item wrapped in a class (the outputs are methods,
-  which are not a compilation unit on their own), with no ERROR or MISSING node.
+  which are not a compilation unit on their own), with no ERROR or MISSING node; an empty answer does not parse.
 - `ccn`, `ccn_max`: lizard's cyclomatic complexity, mean and max over the functions lizard finds in the item
   (Java/C#: in the wrapped item); None when it finds none.
 - `nloc`, `tokens`: lizard's lines of code and token count of the item's own text (a wrapper would only add a
@@ -70,6 +70,7 @@ def _measure_one(code: str, language: str) -> dict:
     else:
         analysed = WRAPPER % code
         parses = not _parser(language).parse(analysed.encode("utf-8", "surrogatepass")).root_node.has_error
+    parses = parses and bool(code.strip())  # an empty answer is no code, although it parses
     filename = f"item.{_EXTENSIONS[language]}"  # lizard picks its language reader by extension
     analysis = analyze_file.analyze_source_code(filename, analysed)
     ccns = [function.cyclomatic_complexity for function in analysis.function_list]

@@ -149,3 +149,8 @@ def test_summarize_java_and_empty():
         "pylint_warning_mean": None, "pylint_convention": 0, "pylint_convention_mean": None, "pylint_refactor": 0,
         "pylint_refactor_mean": None, "maintainability_index_mean": None,
     }
+
+
+def test_empty_answer_does_not_count_as_parsing():
+    for language in ("python", "java", "cs"):
+        assert [i["parses"] for i in measure_quality(["", "  \n"], language)] == [False, False]
