@@ -72,7 +72,14 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
     if args.benchmark != "codexglue" and task not in ("generation", "multitask"):
         raise UserError(f"--benchmark {args.benchmark} is a generation benchmark; use generation/evaluate.py")
     if args.benchmark == "codereval" and not args.generation_dataset:
-        raise UserError("--benchmark codereval needs the CoderEval prompt file: --test_dataset PATH")
+        flag = "--generation_dataset" if task == "multitask" else "--test_dataset"
+        raise UserError(f"--benchmark codereval needs the CoderEval prompt file: {flag} PATH")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise UserError(f"--max_new_tokens {args.max_new_tokens}: use a positive number")
+    if args.timeout <= 0:
+        raise UserError(f"--timeout {args.timeout}: use a positive number of seconds")
+    if args.max_prompt_length < 16:
+        raise UserError("--max_prompt_length must be at least 16")
     _split_choices(args.languages, LANGUAGES, "--languages")
     _split_choices(args.directions, DIRECTIONS, "--directions")
     if args.num_samples == 0 or args.num_samples < -1:
@@ -142,7 +149,7 @@ def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str
         chosen = [i for i, it in enumerate(items) if (it["task"] == "summarization") == (kind == "summarization")]
         if not chosen:
             continue
-        budget = args.max_new_tokens or (128 if kind == "summarization" else 512)
+        budget = args.max_new_tokens if args.max_new_tokens is not None else (128 if kind == "summarization" else 512)
         outs = generate(model, tokenizer, [ids[i] for i in chosen], stop, budget, args.batch_size, desc=kind)
         for i, out in zip(chosen, outs):
             raw[i] = out
@@ -164,11 +171,19 @@ def _fit_prompt(item: dict, tokenizer, limit: int) -> list[dict]:
 
 
 def read_predictions(path: str, items: list[dict]) -> tuple[list[dict], list[str], list[str], list[str]]:
-    """Items restricted to the ids in the file, with their prompts (if given), raw outputs and answers."""
+    """Items restricted to those in the file, with their prompts (if given), raw outputs and answers.
+
+    Rows are matched on `id`, and on `task` where the row has one (summarization and generation items share ids such
+    as `python:7`). A row's raw `output` is re-extracted when present (as in this toolkit's own predictions.jsonl),
+    otherwise its `prediction`: either way the same extraction every system gets.
+    """
     file = Path(path)
     if not file.is_file():
         raise UserError(f"--predictions_file: no such file: {file}")
-    by_id = {}
+    tasks_of: dict[str, set[str]] = {}
+    for it in items:
+        tasks_of.setdefault(it["id"], set()).add(it["task"])
+    by_key: dict[tuple[str, str], dict] = {}
     for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -178,21 +193,32 @@ def read_predictions(path: str, items: list[dict]) -> tuple[list[dict], list[str
             raise UserError(f"--predictions_file: line {n} of {file} is not JSON") from None
         if not isinstance(row, dict) or "id" not in row or "prediction" not in row:
             raise UserError(f"--predictions_file: line {n} of {file} needs `id` and `prediction`")
-        by_id[str(row["id"])] = row
-    if not by_id:
+        if not isinstance(row["prediction"], str) or not isinstance(row.get("output", ""), str):
+            raise UserError(f"--predictions_file: line {n} of {file}: `prediction` must be text")
+        rid = str(row["id"])
+        candidates = tasks_of.get(rid, set())
+        if not candidates:
+            raise UserError(f"--predictions_file: id {rid!r} (line {n}) is not among the evaluated items; check "
+                            f"--split, --languages/--directions and the data paths")
+        task = row.get("task")
+        if task is None and len(candidates) > 1:
+            raise UserError(f"--predictions_file: id {rid!r} (line {n}) exists for {' and '.join(sorted(candidates))}:"
+                            f" add a `task` field to each row")
+        key = (rid, task or next(iter(candidates)))
+        if key[1] not in candidates:
+            raise UserError(f"--predictions_file: line {n}: no {key[1]} item with id {rid!r}")
+        if key in by_key:
+            raise UserError(f"--predictions_file: {key[1]} item {rid!r} appears twice (line {n})")
+        by_key[key] = row
+    if not by_key:
         raise UserError(f"--predictions_file: {file} is empty")
-    known = {it["id"] for it in items}
-    unknown = [i for i in by_id if i not in known]
-    if unknown:
-        raise UserError(f"--predictions_file: {len(unknown)} id(s) not among the evaluated items, e.g. {unknown[0]!r}; "
-                        f"check --split, --languages/--directions and the data paths")
-    kept = [it for it in items if it["id"] in by_id]
+    kept = [it for it in items if (it["id"], it["task"]) in by_key]
     if len(kept) < len(items):
         logger.warning("scoring the %d of %d items present in %s", len(kept), len(items), file)
-    rows = [by_id[it["id"]] for it in kept]
+    rows = [by_key[(it["id"], it["task"])] for it in kept]
     prompts = [r.get("prompt") or build_messages(it)[1]["content"] for r, it in zip(rows, kept)]
     raw = [r.get("output", r["prediction"]) for r in rows]
-    answers = [extract_answer(it["task"], str(r["prediction"]), it["language"]) for r, it in zip(rows, kept)]
+    answers = [extract_answer(it["task"], out, it["language"]) for out, it in zip(raw, kept)]
     return kept, prompts, raw, answers
 
 
@@ -222,8 +248,9 @@ def score(items: list[dict], answers: list[str], timeout: float, quality: bool) 
             else:
                 corpus, each = m.code_scores(preds, refs, lang)
                 tests = [i for i in idx if _program(items[i], answers[i]) is not None]
-                if tests:
+                if tests:  # pass@1 over the items that have tests; `executed` says how many
                     corpus["pass@1"], passed = _pass_at_1(items, answers, tests, timeout)
+                    corpus["executed"] = len(tests)
                     for i in tests:
                         each[idx.index(i)]["pass@1"] = passed[i]
                 if quality:
@@ -246,13 +273,17 @@ def score(items: list[dict], answers: list[str], timeout: float, quality: bool) 
 
 
 def _overall(groups: dict) -> dict:
-    """One group: its values. Several: item-weighted means of the groups' corpus values (e.g. Java and Python)."""
+    """One group: its values. Several: item-weighted means of the groups' corpus values (e.g. Java and Python);
+    pass@1 weighted by the executed items, over the groups that have it."""
     if len(groups) == 1:
         return dict(next(iter(groups.values())))
-    total = sum(g["n"] for g in groups.values())
-    keys = set.intersection(*(set(g) for g in groups.values())) - {"n"}
-    out = {k: sum(g[k] * g["n"] for g in groups.values()) / total for k in sorted(keys)}
-    out["n"] = total
+    out = {"n": sum(g["n"] for g in groups.values())}
+    if any("executed" in g for g in groups.values()):
+        out["executed"] = sum(g.get("executed", 0) for g in groups.values())
+    for key in sorted({k for g in groups.values() for k in g} - {"n", "executed"}):
+        weight = "executed" if key == "pass@1" else "n"
+        having = [g for g in groups.values() if key in g]
+        out[key] = sum(g[key] * g[weight] for g in having) / sum(g[weight] for g in having)
     return out
 
 
@@ -332,7 +363,7 @@ def render_report(report: dict) -> str:
              f"- system: {report['system']}", f"- benchmark: {report['benchmark']}, split: {report['split']}",
              f"- items: {report['num_items']}", ""]
     for task, groups in report["metrics"].items():
-        keys = [k for k in next(iter(groups.values())) if k != "n"]
+        keys = list(dict.fromkeys(k for g in groups.values() for k in g if k != "n"))
         lines += [f"## {task}", "", "| group | n | " + " | ".join(keys) + " |",
                   "|---|---|" + "---|" * len(keys)]
         for group, values in groups.items():
@@ -357,7 +388,7 @@ def render_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-FRACTIONS = ("exact_match", "pass@1", "parse_rate")
+FRACTIONS = ("exact_match", "pass@1", "parse_rate")  # the rest are 0-100 scores or counts
 
 
 def _fmt(key: str, value) -> str:

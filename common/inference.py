@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def load_for_inference(model_path: str, merge_adapter: bool = False):
         compute = DTYPES[qlora.get("bnb_4bit_compute_dtype", "bfloat16" if gpu else "float32")]
         if merge_adapter:
             model = _load(source, "--model_path", dtype=compute, device_map=_device_map(gpu))
-            model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+            model = _adapter(PeftModel, model, path).merge_and_unload()
             how = f"{base} + adapter merged ({compute})"
         else:
             quantization = BitsAndBytesConfig(
@@ -58,7 +58,7 @@ def load_for_inference(model_path: str, merge_adapter: bool = False):
                 bnb_4bit_compute_dtype=compute)
             model = _load(source, "--model_path", quantization_config=quantization, dtype=compute,
                           device_map=_device_map(gpu))
-            model = PeftModel.from_pretrained(model, str(path))
+            model = _adapter(PeftModel, model, path)
             how = f"{base} in 4-bit + adapter"
         tokenizer_source = str(path) if (path / "tokenizer_config.json").exists() else source
     else:
@@ -74,6 +74,13 @@ def load_for_inference(model_path: str, merge_adapter: bool = False):
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer, how
+
+
+def _adapter(peft_model, model, path: Path):
+    try:
+        return peft_model.from_pretrained(model, str(path))
+    except (OSError, ValueError) as exc:  # e.g. adapter_model.safetensors missing
+        raise UserError(f"--model_path: cannot load the adapter in {path}: {first_line(exc)}") from None
 
 
 def _device_map(gpu: bool) -> dict:

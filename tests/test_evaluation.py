@@ -67,16 +67,55 @@ def test_entry_point_writes_three_outputs(task, trained_run, tmp_path):
     assert report.startswith(f"# Evaluation: {task}") and "| group |" in report
 
 
-def test_rescoring_predictions_reproduces_metrics(trained_run, tmp_path):
+def test_rescoring_predictions_reproduces_metrics(tmp_path):
+    """Hand-made, non-empty answers for every task (fenced code with imports, chatter, the summary frame), with the
+    ids that summarization and generation share told apart by `task`; scoring, then re-scoring the written
+    predictions.jsonl, gives the same metrics and per-item scores."""
+    args = parse_eval_args("multitask", ["--predictions_file", "x", *DATA, "--num_samples", "2"])
+    items = build_items("multitask", args)
+    assert len({it["id"] for it in items}) < len(items)  # shared ids exist
+    preds = tmp_path / "mine.jsonl"
+    with open(preds, "w") as f:
+        for k, it in enumerate(items):
+            if it["task"] == "summarization":
+                answer = f"SUMMARY: {it['reference'] if k % 2 else 'Does something.'} DONE"
+            else:
+                lang = prompts.answer_language(it["task"], it["language"])
+                head = "import os\n" if lang == "python" else "// translated\n"
+                answer = f"Sure, here it is:\n```{lang}\n{head}{it['reference']}\n```\nHope this helps."
+            f.write(json.dumps({"id": it["id"], "task": it["task"], "prediction": answer}) + "\n")
     first, second = tmp_path / "first", tmp_path / "second"
-    assert _evaluate("multitask", "--model_path", str(trained_run), *DATA, "--num_samples", "2",
-                     "--max_new_tokens", "6", "--output_dir", str(first)) == 0
+    assert _evaluate("multitask", "--predictions_file", str(preds), *DATA, "--num_samples", "2",
+                     "--output_dir", str(first)) == 0
     assert _evaluate("multitask", "--predictions_file", str(first / "predictions.jsonl"), *DATA,
                      "--num_samples", "2", "--output_dir", str(second)) == 0
     a, b = read_json(first / "metrics.json"), read_json(second / "metrics.json")
     assert a["metrics"] == b["metrics"] and a["quality"] == b["quality"]
-    assert [r["scores"] for r in _lines(first / "predictions.jsonl")] == \
-        [r["scores"] for r in _lines(second / "predictions.jsonl")]
+    rows_a, rows_b = _lines(first / "predictions.jsonl"), _lines(second / "predictions.jsonl")
+    assert [r["scores"] for r in rows_a] == [r["scores"] for r in rows_b]
+    summaries = [r for r in rows_a if r["task"] == "summarization"]
+    assert sum(r["scores"]["exact_match"] for r in summaries) == len(summaries) // 2  # the right answer per task
+    code = [r for r in rows_a if r["task"] != "summarization"]
+    assert all(r["prediction"].endswith(r["reference"]) and "Hope" not in r["prediction"] for r in code)
+
+
+def test_shared_ids_without_task_are_an_error(tmp_path, capsys):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "python:0", "prediction": "x"}) + "\n")
+    assert _evaluate("multitask", "--predictions_file", str(preds), *DATA, "--output_dir", str(tmp_path / "o")) == 2
+    assert "add a `task` field" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("row,needle", [
+    ({"id": "python:0", "prediction": None}, "must be text"),
+    ({"id": "python:0", "prediction": "a"}, "appears twice"),
+])
+def test_bad_prediction_rows(row, needle, tmp_path, capsys):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "python:0", "prediction": "a"}) + "\n" + json.dumps(row) + "\n")
+    assert _evaluate("summarization", "--predictions_file", str(preds), *DATA, "--output_dir",
+                     str(tmp_path / "o")) == 2
+    assert needle in capsys.readouterr().err
 
 
 def test_inference_prompt_equals_training_prompt(tokenizer):
@@ -89,20 +128,21 @@ def test_inference_prompt_equals_training_prompt(tokenizer):
         assert prompt_ids(tokenizer, _fit_prompt(item, tokenizer, 4096)) == trained["input_ids"][:n_prompt]
 
 
-def _humaneval_predictions(path, n, broken=False):
+def _humaneval_predictions(path, n, broken=False, body_only=False):
     from common.benchmarks import load_humaneval
 
     with open(path, "w") as f:
         for p in load_humaneval()[:n]:
             body = "    return None\n" if broken else p["canonical_solution"]
-            answer = "```python\n" + p["prompt"] + body + "```"  # fenced, with the prompt: extraction must cope
+            # fenced, with the prompt (extraction must cope), or the bare indented body as HumanEval completions are
+            answer = body if body_only else "```python\n" + p["prompt"] + body + "```"
             f.write(json.dumps({"id": p["task_id"], "prediction": answer}) + "\n")
 
 
-@pytest.mark.parametrize("broken", [False, True])
-def test_humaneval_pass_at_1_by_execution(broken, tmp_path):
+@pytest.mark.parametrize("broken,body_only", [(False, False), (True, False), (False, True)])
+def test_humaneval_pass_at_1_by_execution(broken, body_only, tmp_path):
     preds, out = tmp_path / "preds.jsonl", tmp_path / "eval"
-    _humaneval_predictions(preds, 6, broken)
+    _humaneval_predictions(preds, 6, broken, body_only)
     assert _evaluate("generation", "--benchmark", "humaneval", "--predictions_file", str(preds),
                      "--num_samples", "6", "--output_dir", str(out), "--quality", "False") == 0
     metrics = read_json(out / "metrics.json")["metrics"]["generation"]["python"]
@@ -181,3 +221,24 @@ def test_missing_model_path_is_one_line(tmp_path, capsys):
                      "--output_dir", str(out)) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: --model_path: no such directory") and not out.exists()
+
+
+@pytest.mark.parametrize("task,text,language,expected", [
+    ("generation", "def f(x):\n    return x\n```\n\nThis function returns x.", "python", "def f(x):\n    return x"),
+    ("generation", "    if a:\n        return 1\n    return 2", "python", "    if a:\n        return 1\n    return 2"),
+    ("generation", "Here is the method (in Java):\npublic int add(int a, int b) {\n    return a + b;\n}\nThis adds.",
+     "java", "public int add(int a, int b) {\n    return a + b;\n}"),
+    ("generation", "```python\n# helper\nimport math\nMAX = 10\ndef f():\n    return MAX\n```\nDone.", "python",
+     "# helper\nimport math\nMAX = 10\ndef f():\n    return MAX"),
+    ("generation", "def f():\n    x = 1\n\nResult = f()", "python", "def f():\n    x = 1\n\nResult = f()"),
+    ("translation", "Sure! Here's the C# version:\n\n```csharp\nusing System;\npublic int F() { return 1; }\n```",
+     "java-cs", "using System;\npublic int F() { return 1; }"),
+    ("translation", "public int GetCount(){return count;}\nThis translation preserves semantics.", "java-cs",
+     "public int GetCount(){return count;}"),
+    ("summarization", "SUMMARY: Returns the DONE flag of the task. DONE", "", "Returns the DONE flag of the task."),
+    ("summarization", "Sure. Summary: Adds two numbers. DONE\nextra", "", "Adds two numbers."),
+])
+def test_extract_answer_cases_and_idempotence(task, text, language, expected):
+    answer = prompts.extract_answer(task, text, language)
+    assert answer == expected
+    assert prompts.extract_answer(task, answer, language) == answer
