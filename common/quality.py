@@ -21,6 +21,7 @@ subprocess) read its AST.
 from __future__ import annotations
 
 import ast
+import re
 import functools
 import json
 import os
@@ -68,7 +69,9 @@ def _measure_one(code: str, language: str) -> dict:
         parses = _python_parses(code)
         analysed = code
     else:
-        analysed = WRAPPER % code
+        # imports/usings must stay outside the class the method is wrapped in
+        head = re.match(r"(?:\s*(?:(?:import|package|using)\b[^\n]*|//[^\n]*)\n)*", code).group(0)
+        analysed = head + WRAPPER % code[len(head):]
         parses = not _parser(language).parse(analysed.encode("utf-8", "surrogatepass")).root_node.has_error
     parses = parses and bool(code.strip())  # an empty answer is no code, although it parses
     filename = f"item.{_EXTENSIONS[language]}"  # lizard picks its language reader by extension

@@ -154,3 +154,8 @@ def test_summarize_java_and_empty():
 def test_empty_answer_does_not_count_as_parsing():
     for language in ("python", "java", "cs"):
         assert [i["parses"] for i in measure_quality(["", "  \n"], language)] == [False, False]
+
+
+def test_java_answer_with_imports_parses():
+    code = "import java.util.*;\n\npublic int add(int a, int b) {\n    return a + b;\n}"
+    assert measure_quality([code], "java")[0]["parses"] is True
