@@ -66,21 +66,32 @@ def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
 
 
-def encode_row(row: dict, tokenizer, chat: ChatFormat, max_len: int) -> dict:
-    """input_ids/labels for one row, plus `truncated`/`dropped` flags."""
-    target = tokenizer(prompts.target_text(row), add_special_tokens=False)["input_ids"] + list(chat.end_of_turn_ids)
-    ids = prompt_ids(tokenizer, prompts.build_messages(row))
+def fit_prompt(row: dict, tokenizer, limit: int) -> tuple[list[dict], list[int], bool]:
+    """(messages, prompt ids, truncated): the code in the prompt cut until the prompt fits `limit` tokens.
+
+    Training passes what the answer leaves of --max_seq_length, inference --max_prompt_length. A prompt without code
+    to cut may stay over the limit; the caller decides.
+    """
+    messages = prompts.build_messages(row)
+    ids = prompt_ids(tokenizer, messages)
     truncated = False
-    if len(ids) + len(target) > max_len and prompts.truncatable(row):
+    if len(ids) > limit and prompts.truncatable(row):
         code_ids = tokenizer(row["source"], add_special_tokens=False)["input_ids"]
         for _ in range(8):  # re-tokenizing the shortened prompt can shift a few tokens; converge in a few rounds
-            overflow = len(ids) + len(target) - max_len
+            overflow = len(ids) - limit
             if overflow <= 0 or not code_ids:
                 break
             code_ids = code_ids[: max(0, len(code_ids) - overflow)]
-            shortened = tokenizer.decode(code_ids)
-            ids = prompt_ids(tokenizer, prompts.build_messages(row, source=shortened))
+            messages = prompts.build_messages(row, source=tokenizer.decode(code_ids))
+            ids = prompt_ids(tokenizer, messages)
             truncated = True
+    return messages, ids, truncated
+
+
+def encode_row(row: dict, tokenizer, chat: ChatFormat, max_len: int) -> dict:
+    """input_ids/labels for one row, plus `truncated`/`dropped` flags."""
+    target = tokenizer(prompts.target_text(row), add_special_tokens=False)["input_ids"] + list(chat.end_of_turn_ids)
+    _, ids, truncated = fit_prompt(row, tokenizer, max_len - len(target))
     if len(ids) + len(target) > max_len:
         return {"input_ids": [], "labels": [], "truncated": truncated, "dropped": True}
     return {"input_ids": ids + target, "labels": [IGNORE_INDEX] * len(ids) + target,

@@ -133,7 +133,7 @@ def _humaneval_items(n: int) -> list[dict]:
 
 def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str], list[str], str]:
     """(prompts, raw outputs, extracted answers, model description) from running the model."""
-    from common.encoding import ChatFormat, prompt_ids, render_prompt
+    from common.encoding import ChatFormat, fit_prompt, render_prompt
     from common.inference import generate, load_for_inference
 
     model, tokenizer, how = load_for_inference(args.model_path, args.merge_adapter)
@@ -141,9 +141,9 @@ def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str
     stop = sorted(set(chat.end_of_turn_ids) | ({tokenizer.eos_token_id} - {None}))
     prompts_text, ids = [], []
     for item in items:
-        messages = _fit_prompt(item, tokenizer, args.max_prompt_length)
+        messages, prompt, _ = fit_prompt(item, tokenizer, args.max_prompt_length)
         prompts_text.append(render_prompt(tokenizer, messages))
-        ids.append(prompt_ids(tokenizer, messages))
+        ids.append(prompt)
     raw = [""] * len(items)
     for kind in ("summarization", "code"):  # summaries and code get different generation budgets
         chosen = [i for i, it in enumerate(items) if (it["task"] == "summarization") == (kind == "summarization")]
@@ -155,19 +155,6 @@ def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str
             raw[i] = out
     answers = [extract_answer(it["task"], out, it["language"]) for it, out in zip(items, raw)]
     return prompts_text, raw, answers, how
-
-
-def _fit_prompt(item: dict, tokenizer, limit: int) -> list[dict]:
-    """The item's messages, with the code in the prompt cut to fit `limit` tokens (as training did)."""
-    from common.encoding import prompt_ids
-    from common.prompts import truncatable
-
-    messages = build_messages(item)
-    overflow = len(prompt_ids(tokenizer, messages)) - limit
-    if overflow > 0 and truncatable(item):
-        code = tokenizer(item["source"], add_special_tokens=False)["input_ids"]
-        messages = build_messages(item, source=tokenizer.decode(code[: max(0, len(code) - overflow)]))
-    return messages
 
 
 def read_predictions(path: str, items: list[dict]) -> tuple[list[dict], list[str], list[str], list[str]]:

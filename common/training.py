@@ -15,6 +15,7 @@ from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer,
 
 from common.args import REPO_ROOT, RunArgs
 from common.encoding import IGNORE_INDEX
+from common.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ def set_eval_and_save_steps(run: RunArgs, num_train: int) -> int:
     training.eval_steps = _steps(eval_steps or save_steps or spe)
     training.save_steps = _steps(save_steps or eval_steps or spe)
     if training.load_best_model_at_end and training.save_steps % training.eval_steps:
-        from common.errors import UserError
-
         raise UserError(f"--save_steps {training.save_steps} must be a multiple of --eval_steps "
                         f"{training.eval_steps} to load the best model at the end")
     return spe

@@ -34,10 +34,10 @@ def tokenizer(tiny_model):
     return AutoTokenizer.from_pretrained(tiny_model)
 
 
-def load_script(task: str, strategy: str):
-    """Import `{task}/{strategy}_train.py` under a unique module name."""
-    path = ROOT / task / f"{strategy}_train.py"
-    spec = importlib.util.spec_from_file_location(f"{task}_{strategy}_train", path)
+def load_script(task: str, name: str):
+    """Import a task's entry point under a unique module name: `fft`/`qlora` (the *_train.py scripts) or `evaluate`."""
+    stem = name if name == "evaluate" else f"{name}_train"
+    spec = importlib.util.spec_from_file_location(f"{task}_{stem}", ROOT / task / f"{stem}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

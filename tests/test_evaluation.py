@@ -7,8 +7,8 @@ import json
 import pytest
 
 from common import prompts
-from common.encoding import ChatFormat, encode_row, prompt_ids
-from common.evaluation import _fit_prompt, build_items, parse_eval_args
+from common.encoding import ChatFormat, encode_row, fit_prompt
+from common.evaluation import build_items, parse_eval_args
 from conftest import SAMPLES, TASKS, load_script, read_json, run_script
 
 DATA = ["--summarization_dataset", str(SAMPLES / "code_to_text"),
@@ -16,14 +16,7 @@ DATA = ["--summarization_dataset", str(SAMPLES / "code_to_text"),
 
 
 def _evaluate(task: str, *args: str) -> int:
-    path_module = load_script(task, "qlora")  # only to reuse the loader: evaluate.py sits beside it
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"{task}_evaluate", path_module.__file__.replace(
-        "qlora_train.py", "evaluate.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(list(args))
+    return load_script(task, "evaluate").main(list(args))
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +118,7 @@ def test_inference_prompt_equals_training_prompt(tokenizer):
     for item in build_items("multitask", args):
         trained = encode_row(item, tokenizer, chat, max_len=4096)
         n_prompt = trained["labels"].index(next(t for t in trained["labels"] if t != -100))
-        assert prompt_ids(tokenizer, _fit_prompt(item, tokenizer, 4096)) == trained["input_ids"][:n_prompt]
+        assert fit_prompt(item, tokenizer, 4096)[1] == trained["input_ids"][:n_prompt]
 
 
 def _humaneval_predictions(path, n, broken=False, body_only=False):

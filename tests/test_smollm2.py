@@ -31,15 +31,9 @@ def _short_samples(root, per_split):
 
 
 def _evaluate(model_path, data, out):
-    module = load_script("summarization", "qlora")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("summarization_evaluate",
-                                                  module.__file__.replace("qlora_train.py", "evaluate.py"))
-    evaluate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(evaluate)
-    assert evaluate.main(["--model_path", str(model_path), "--test_dataset", str(data), "--max_new_tokens", "40",
-                          "--output_dir", str(out)]) == 0
+    assert load_script("summarization", "evaluate").main([
+        "--model_path", str(model_path), "--test_dataset", str(data), "--max_new_tokens", "40",
+        "--output_dir", str(out)]) == 0
     return [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
 
 
