@@ -19,7 +19,8 @@ from common import data as rows_module
 from common.args import DIRECTIONS, LANGUAGES, SUMMARIZATION_HUB, TRANSLATION_HUB, DataArguments, _split_choices, \
     make_parser
 from common.errors import UserError
-from common.prompts import answer_language, build_messages, extract_answer
+from common.extraction import answer_language, extract_answer
+from common.prompts import build_messages
 
 logger = logging.getLogger("common")
 

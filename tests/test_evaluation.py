@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from common import prompts
+from common import extraction
 from common.encoding import ChatFormat, encode_row, fit_prompt
 from common.evaluation import build_items, parse_eval_args
 from conftest import SAMPLES, TASKS, load_script, read_json, run_script
@@ -73,7 +73,7 @@ def test_rescoring_predictions_reproduces_metrics(tmp_path):
             if it["task"] == "summarization":
                 answer = f"SUMMARY: {it['reference'] if k % 2 else 'Does something.'} DONE"
             else:
-                lang = prompts.answer_language(it["task"], it["language"])
+                lang = extraction.answer_language(it["task"], it["language"])
                 head = "import os\n" if lang == "python" else "// translated\n"
                 answer = f"Sure, here it is:\n```{lang}\n{head}{it['reference']}\n```\nHope this helps."
             f.write(json.dumps({"id": it["id"], "task": it["task"], "prediction": answer}) + "\n")
@@ -145,14 +145,14 @@ def test_humaneval_pass_at_1_by_execution(broken, body_only, tmp_path):
 
 
 def test_extract_answer_is_one_rule_for_all():
-    assert prompts.extract_answer("summarization", "SUMMARY: Adds numbers. DONE") == "Adds numbers."
-    assert prompts.extract_answer("summarization", "Adds numbers.") == "Adds numbers."
+    assert extraction.extract_answer("summarization", "SUMMARY: Adds numbers. DONE") == "Adds numbers."
+    assert extraction.extract_answer("summarization", "Adds numbers.") == "Adds numbers."
     fenced = "Here you go:\n```java\npublic int f() {\n    return 1;\n}\n```\nHope it helps."
-    assert prompts.extract_answer("generation", fenced, "java") == "public int f() {\n    return 1;\n}"
+    assert extraction.extract_answer("generation", fenced, "java") == "public int f() {\n    return 1;\n}"
     chatty = "Sure! The translation is:\npublic int F() { return 1; }\n\nThis method returns one."
-    assert prompts.extract_answer("translation", chatty, "java-cs") == "public int F() { return 1; }"
+    assert extraction.extract_answer("translation", chatty, "java-cs") == "public int F() { return 1; }"
     plain = "def f(x):\n    return x\n"
-    assert prompts.extract_answer("generation", plain, "python") == "def f(x):\n    return x"
+    assert extraction.extract_answer("generation", plain, "python") == "def f(x):\n    return x"
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -232,6 +232,6 @@ def test_missing_model_path_is_one_line(tmp_path, capsys):
     ("summarization", "Sure. Summary: Adds two numbers. DONE\nextra", "", "Adds two numbers."),
 ])
 def test_extract_answer_cases_and_idempotence(task, text, language, expected):
-    answer = prompts.extract_answer(task, text, language)
+    answer = extraction.extract_answer(task, text, language)
     assert answer == expected
-    assert prompts.extract_answer(task, answer, language) == answer
+    assert extraction.extract_answer(task, answer, language) == answer
