@@ -13,6 +13,7 @@ import logging
 import re
 import textwrap
 from collections import Counter
+from pathlib import Path
 
 import datasets
 
@@ -132,23 +133,31 @@ def _usable(dataset: datasets.Dataset, columns: tuple[str, ...], what: str) -> d
     return dataset
 
 
-def summarization_rows(data: DataArguments, language: str, split: str, n: int, seed: int) -> list[dict]:
+def summarization_rows(data: DataArguments, language: str, split: str, n: int, seed: int,
+                       raw: datasets.Dataset | None = None) -> list[dict]:
+    """Code-to-text rows; the reference is `docstring`, or `reference_summary` (the study's evaluation files)."""
     flag = "--summarization_dataset"
-    raw = load_split(data.summarization_dataset, language, split, flag)
-    require_columns(raw, ("code", "docstring"), data.summarization_dataset, flag)
-    raw = _usable(_sample(raw, n, seed), ("code", "docstring"), f"summarization {language} {split}")
+    if raw is None:
+        raw = load_split(data.summarization_dataset, language, split, flag)
+    reference = "reference_summary" if "docstring" not in raw.column_names and \
+        "reference_summary" in raw.column_names else "docstring"
+    if reference not in raw.column_names:
+        reference = "docstring (or reference_summary)"
+    require_columns(raw, ("code", reference), data.summarization_dataset, flag)
+    raw = _usable(_sample(raw, n, seed), ("code", reference), f"summarization {language} {split}")
     rows = []
-    for rid, code, doc in zip(raw["id"], raw["code"], raw["docstring"]):
+    for rid, code, doc in zip(raw["id"], raw["code"], raw[reference]):
         if data.remove_docstring:
             code = remove_python_docstring(code) if language == "python" else remove_java_comment(code)
         rows.append(_row("summarization", language, rid, source=code, reference=doc.strip()))
     return rows
 
 
-def generation_rows(data: DataArguments, language: str, split: str, n: int, seed: int) -> list[dict]:
-    flag = "--generation_dataset" if data.generation_dataset else "--summarization_dataset"
-    source = data.generation_dataset or data.summarization_dataset
-    raw = load_split(source, language, split, flag)
+def generation_rows(data: DataArguments, language: str, split: str, n: int, seed: int,
+                    raw: datasets.Dataset | None = None) -> list[dict]:
+    flag, source = generation_source(data)
+    if raw is None:
+        raw = load_split(source, language, split, flag)
     what = f"generation {language} {split}"
     if "input" in raw.column_names and "output" in raw.column_names:
         raw = _usable(_sample(raw, n, seed), ("input", "output"), what)
@@ -191,11 +200,53 @@ def translation_rows(data: DataArguments, direction: str, split: str, n: int, se
             for rid, s, t in zip(raw["id"], raw[src], raw[tgt])]
 
 
-def task_rows(task: str, data: DataArguments, split: str, n: int, seed: int) -> list[dict]:
+def generation_source(data: DataArguments) -> tuple[str, str]:
+    """(flag, path or hub id) of the generation data: its own, or derived from the code-to-text data."""
+    if data.generation_dataset:
+        return "--generation_dataset", data.generation_dataset
+    return "--summarization_dataset", data.summarization_dataset
+
+
+def task_rows(task: str, data: DataArguments, split: str, n: int, seed: int, language: str | None = None) -> list[dict]:
+    """Rows of one task: per language (per direction for translation), or of one file's language.
+
+    A summarization or generation data set given as one file holds one language: `language` (--language), else the
+    file's `language` column, else its name (e.g. `..._java_v2.jsonl`, `CEPythonHumanLabel.jsonl`).
+    """
     if task == "translation":
         return [r for d in data.direction_list for r in translation_rows(data, d, split, n, seed)]
     build = summarization_rows if task == "summarization" else generation_rows
+    flag, source = ("--summarization_dataset", data.summarization_dataset) if task == "summarization" \
+        else generation_source(data)
+    if is_single_file(source):
+        raw = load_split(source, None, split, flag)
+        return build(data, file_language(source, flag, language, raw), split, n, seed, raw=raw)
     return [r for lang in data.language_list for r in build(data, lang, split, n, seed)]
+
+
+def is_single_file(source: str | None) -> bool:
+    return bool(source) and Path(source).expanduser().is_file()
+
+
+def file_language(path: str, flag: str, given: str | None = None, raw: datasets.Dataset | None = None) -> str:
+    """The one language an evaluation file holds: `given`, else its rows' `language` column, else its name."""
+    if given:
+        return given
+    if raw is not None and "language" in raw.column_names:
+        found = {_LANGUAGE_ALIASES.get(str(v).strip().lower()) for v in raw.unique("language")}
+        if len(found) == 1 and None not in found:
+            return found.pop()
+    name = Path(path).name.lower()
+    found = {lang for lang, pattern in _LANGUAGE_IN_NAME.items() if pattern.search(name)}
+    if len(found) == 1:
+        return found.pop()
+    raise UserError(f"{flag}: cannot tell which language {Path(path).name} holds (no `language` column, and its name "
+                    f"says {' and '.join(sorted(found)) or 'neither java nor python'}): pass --language java or "
+                    f"--language python")
+
+
+_LANGUAGE_ALIASES = {"java": "java", "python": "python", "py": "python"}
+_LANGUAGE_IN_NAME = {"java": re.compile(r"java(?!script)"), "python": re.compile(r"python|(?<![a-z])py(?![a-z])")}
 
 
 def build_split(task: str, data: DataArguments, split: str, seed: int) -> datasets.Dataset:

@@ -18,6 +18,8 @@ from pathlib import Path
 from common import data as rows_module
 from common.args import DIRECTIONS, LANGUAGES, SUMMARIZATION_HUB, TRANSLATION_HUB, DataArguments, _split_choices, \
     make_parser
+from common.codereval import is_codereval_file
+from common.data import is_single_file
 from common.errors import UserError
 from common.extraction import answer_language, extract_answer
 from common.prompts import build_messages
@@ -46,6 +48,9 @@ class EvalArguments:
         "help": "Single-task entry points: short form for that task's dataset flag."})
     split: str = field(default="test", metadata={"help": "Split to evaluate."})
     languages: str = field(default="java,python", metadata={"help": "Comma-separated: java, python."})
+    language: str | None = field(default=None, metadata={
+        "help": "The language of a test set given as one file (java or python); default: the file's `language` "
+                "column, else its name (e.g. cs_codereval_eval_dataset_java_v2.jsonl, CEPythonHumanLabel.jsonl)."})
     directions: str = field(default="java-cs,cs-java", metadata={"help": "Comma-separated: java-cs, cs-java."})
     num_samples: int = field(default=-1, metadata={"help": "Items per data source, shuffled with --seed (-1: all)."})
     benchmark: str = field(default="codexglue", metadata={"help": "Generation: codexglue, humaneval or codereval."})
@@ -56,7 +61,28 @@ class EvalArguments:
     output_dir: str | None = field(default=None, metadata={
         "help": "Default: {model_path}/eval-{task}-{benchmark or split}, or beside the predictions file."})
     seed: int = field(default=42, metadata={"help": "Sampling seed for --num_samples."})
-    quality: bool = field(default=True, metadata={"help": "Measure code quality (pylint, radon, lizard)."})
+    remove_docstring: bool = field(default=True, metadata={
+        "help": "Remove the docstring (the reference) from Python summarization inputs; False reproduces the study, "
+                "whose Python inputs still held it."})
+    exclude_ids: str | None = field(default=None, metadata={
+        "help": "Drop these items: a JSON file of id lists (e.g. the study's ids_to_discard.json), a JSON list, or "
+                "one id per line; ids with or without their language prefix."})
+    codereval_prompt: str = field(default="training", metadata={
+        "help": "CoderEval HumanLabel prompts: `training` (the training format from docstring and signature) or "
+                "`input` (CoderEval's `input` verbatim, as the study did)."})
+    export_codereval: str | None = field(default=None, metadata={
+        "help": "Write the CoderEval harness input here: {\"_id\", \"generate_results\": [code]} per task (one file "
+                "per language, suffixed _python/_java, when there are both)."})
+    codereval_results: str | None = field(default=None, metadata={
+        "help": "The CoderEval harness output (comma-separated files): its verdicts become pass@1; a task without "
+                "a verdict counts as failed and is reported."})
+    bertscore_model: str | None = field(default=None, metadata={
+        "help": "Summaries: BERTScore with this local copy of bert-base-uncased (the study's settings: layer 12, no "
+                "idf, no baseline rescaling, non-empty pairs only); absent: left out, with a note."})
+    side_model: str | None = field(default=None, metadata={
+        "help": "Java summaries: SIDE with this local SIDE checkpoint (cosine of the code and the summary); absent: "
+                "left out, with a note."})
+    quality: bool = field(default=True, metadata={"help": "Measure code quality (lizard, pylint, radon; PMD with --pmd)."})
 
 
 def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
@@ -70,6 +96,22 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
         raise UserError("give --model_path (a model to run) or --predictions_file (predictions to score)")
     if args.benchmark not in BENCHMARKS:
         raise UserError(f"--benchmark {args.benchmark}: choose from {', '.join(BENCHMARKS)}")
+    if args.benchmark == "codexglue" and task in ("generation", "multitask") and args.generation_dataset \
+            and is_single_file(args.generation_dataset) and is_codereval_file(args.generation_dataset):
+        args.benchmark = "codereval"  # the file says so: CoderEval records
+    if args.language is not None and args.language not in LANGUAGES:
+        raise UserError(f"--language {args.language}: choose from {', '.join(LANGUAGES)}")
+    if args.codereval_prompt not in ("training", "input"):
+        raise UserError(f"--codereval_prompt {args.codereval_prompt}: choose training or input")
+    if (args.export_codereval or args.codereval_results) and args.benchmark != "codereval":
+        flag = "--export_codereval" if args.export_codereval else "--codereval_results"
+        raise UserError(f"{flag} needs CoderEval items: --benchmark codereval with its prompt file(s)")
+    for flag, value in (("--exclude_ids", args.exclude_ids),
+                        *(("--codereval_results", f) for f in _file_list(args.codereval_results))):
+        if value and not Path(value).expanduser().is_file():
+            raise UserError(f"{flag}: no such file: {value}")
+    if args.export_codereval:
+        _check_writable_file(args.export_codereval, "--export_codereval", args)
     if args.benchmark != "codexglue" and task not in ("generation", "multitask"):
         raise UserError(f"--benchmark {args.benchmark} is a generation benchmark; use generation/evaluate.py")
     if args.benchmark == "codereval" and not args.generation_dataset:
@@ -90,36 +132,117 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
     return args
 
 
+def _file_list(value: str | None) -> list[str]:
+    return [f.strip() for f in value.split(",") if f.strip()] if value else []
+
+
+def _check_writable_file(path: str, flag: str, args: EvalArguments) -> None:
+    """A file this run may create: its folder exists, it is no folder, and it is none of the run's inputs."""
+    target = Path(path).expanduser().resolve()
+    if target.is_dir():
+        raise UserError(f"{flag} {path}: is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise UserError(f"{flag} {path}: the folder {target.parent} does not exist")
+    inputs = [args.generation_dataset, args.predictions_file, args.exclude_ids, *_file_list(args.codereval_results)]
+    if any(value and Path(value).expanduser().resolve() == target for value in inputs):
+        raise UserError(f"{flag} {path}: is one of this run's inputs; write the export elsewhere")
+
+
 # ---------------------------------------------------------------- items
 
-def build_items(task: str, args: EvalArguments) -> list[dict]:
-    """Rows (common.data schema) to evaluate, each with an `extra` dict for benchmark specifics (tests)."""
+def build_items(task: str, args: EvalArguments, dropped: list[dict] | None = None) -> list[dict]:
+    """Rows (common.data schema) to evaluate, each with an `extra` dict for benchmark specifics (tests, ids).
+
+    Items removed by --exclude_ids are appended to `dropped` when given (a predictions file may still hold them).
+    """
     data = DataArguments(summarization_dataset=args.summarization_dataset,
                          translation_dataset=args.translation_dataset, generation_dataset=args.generation_dataset,
-                         languages=args.languages, directions=args.directions)
+                         languages=args.language or args.languages, directions=args.directions,
+                         remove_docstring=args.remove_docstring)
     tasks = ("summarization", "generation", "translation") if task == "multitask" else (task,)
     items = []
     for t in tasks:
         if t == "generation" and args.benchmark == "humaneval":
-            items += _humaneval_items(args.num_samples)
+            items += _humaneval_items()
         elif t == "generation" and args.benchmark == "codereval":
-            from common.benchmarks import load_codereval
+            from common.codereval import load_codereval
 
-            items += load_codereval(args.generation_dataset, data.language_list)
+            flag = "--generation_dataset" if task == "multitask" else "--test_dataset"
+            items += load_codereval(args.generation_dataset, data.language_list, args.language,
+                                    args.codereval_prompt, flag)
         else:
             items += [dict(r, extra={}) for r in rows_module.task_rows(t, data, args.split, args.num_samples,
-                                                                       args.seed)]
+                                                                       args.seed, args.language)]
+    if args.exclude_ids:
+        kept = exclude_items(items, args.exclude_ids)
+        if dropped is not None:
+            kept_ids = {id(it) for it in kept}
+            dropped += [it for it in items if id(it) not in kept_ids]
+        items = kept
+    if args.benchmark != "codexglue" and args.num_samples != -1:  # benchmarks: the first N per language, in order
+        seen: dict[tuple[str, str], int] = {}
+        kept = []
+        for it in items:
+            key = (it["task"], it["language"])
+            seen[key] = seen.get(key, 0) + 1
+            if it["task"] != "generation" or seen[key] <= args.num_samples:
+                kept.append(it)
+        items = kept
     if not items:
         raise UserError(f"nothing to evaluate for {task}: check the data paths, --split and --languages")
     return items
 
 
-def _humaneval_items(n: int) -> list[dict]:
+def exclude_items(items: list[dict], path: str) -> list[dict]:
+    """Items whose id is not listed in `path`; logs how many were dropped and how many remain per group."""
+    ids = read_id_list(path)
+    kept, hit = [], set()
+    for it in items:
+        names = {it["id"], it["id"].split(":", 1)[-1], (it.get("extra") or {}).get("codereval_id")}
+        matched = names & ids
+        if matched:
+            hit |= matched
+        else:
+            kept.append(it)
+    groups = {}
+    for it in kept:
+        groups[f"{it['task']}/{it['language']}"] = groups.get(f"{it['task']}/{it['language']}", 0) + 1
+    logger.info("--exclude_ids: dropped %d items (%d of the %d listed ids match none); %d remain: %s",
+                len(items) - len(kept), len(ids - hit), len(ids), len(kept),
+                ", ".join(f"{k} {v}" for k, v in sorted(groups.items())))
+    return kept
+
+
+def read_id_list(path: str) -> set[str]:
+    """Ids from a JSON object of id lists (the study's ids_to_discard.json), a JSON list, or one id per line."""
+    file = Path(path).expanduser()
+    text = file.read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        lists = list(value.values())
+    elif isinstance(value, list):
+        lists = [value]
+    elif text.lstrip().startswith(("{", "[")):
+        raise UserError(f"--exclude_ids: {file} is not valid JSON")
+    else:
+        lists = [[line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]]
+    if not all(isinstance(v, list) and all(isinstance(x, (str, int)) for x in v) for v in lists):
+        raise UserError(f"--exclude_ids: {file} must hold lists of ids (a JSON object of lists, a JSON list, or "
+                        f"one id per line)")
+    ids = {str(x) for v in lists for x in v}
+    if not ids:
+        raise UserError(f"--exclude_ids: {file} lists no ids")
+    return ids
+
+
+def _humaneval_items() -> list[dict]:
     from common.benchmarks import humaneval_signature, humaneval_summary, load_humaneval
     from common.data import remove_python_docstring
 
     problems = load_humaneval()
-    problems = problems if n == -1 else problems[:n]
     items = []
     for p in problems:
         start = p["prompt"].find(f"def {p['entry_point']}(")
@@ -158,7 +281,8 @@ def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str
     return prompts_text, raw, answers, how
 
 
-def read_predictions(path: str, items: list[dict]) -> tuple[list[dict], list[str], list[str], list[str]]:
+def read_predictions(path: str, items: list[dict], excluded: list[dict] = ()) -> tuple[list[dict], list[str],
+                                                                                        list[str], list[str]]:
     """Items restricted to those in the file, with their prompts (if given), raw outputs and answers.
 
     Rows are matched on `id`, and on `task` where the row has one (summarization and generation items share ids such
@@ -169,7 +293,7 @@ def read_predictions(path: str, items: list[dict]) -> tuple[list[dict], list[str
     if not file.is_file():
         raise UserError(f"--predictions_file: no such file: {file}")
     tasks_of: dict[str, set[str]] = {}
-    for it in items:
+    for it in [*items, *excluded]:
         tasks_of.setdefault(it["id"], set()).add(it["task"])
     by_key: dict[tuple[str, str], dict] = {}
     for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
@@ -198,6 +322,9 @@ def read_predictions(path: str, items: list[dict]) -> tuple[list[dict], list[str
         if key in by_key:
             raise UserError(f"--predictions_file: {key[1]} item {rid!r} appears twice (line {n})")
         by_key[key] = row
+    ignored = {(it["id"], it["task"]) for it in excluded} & set(by_key)
+    if ignored:
+        logger.info("--predictions_file: ignoring the %d rows of items dropped by --exclude_ids", len(ignored))
     if not by_key:
         raise UserError(f"--predictions_file: {file} is empty")
     kept = [it for it in items if (it["id"], it["task"]) in by_key]
@@ -212,7 +339,7 @@ def read_predictions(path: str, items: list[dict]) -> tuple[list[dict], list[str
 
 # ---------------------------------------------------------------- scoring
 
-def score(items: list[dict], answers: list[str], timeout: float, quality: bool) -> tuple[dict, list[dict], dict, list]:
+def score(items: list[dict], answers: list[str], args: EvalArguments) -> tuple[dict, list[dict], dict, list]:
     """(metrics, per-item scores, quality summary, per-item quality) grouped by task and language/direction."""
     from common import metrics as m
 
@@ -228,50 +355,124 @@ def score(items: list[dict], answers: list[str], timeout: float, quality: bool) 
                 groups.setdefault(it["language"], []).append(i)
         task_results = {}
         for group, idx in sorted(groups.items()):
-            preds = [answers[i] for i in idx]
-            refs = [items[i]["reference"] for i in idx]
             lang = answer_language(task, group)
-            if task == "summarization":
-                corpus, each = m.summarization_scores(preds, refs)
+            corpus: dict = {}
+            referenced = [i for i in idx if items[i]["reference"]]  # CoderEval HumanLabel items have none
+            if referenced:
+                preds = [answers[i] for i in referenced]
+                refs = [items[i]["reference"] for i in referenced]
+                if task == "summarization":
+                    corpus, each = m.summarization_scores(preds, refs)
+                    corpus.update(_embedding_scores(args, group, preds, refs, [items[i]["source"] for i in referenced],
+                                                    each, notes))
+                else:
+                    corpus, each = m.code_scores(preds, refs, lang)
+                for i, e in zip(referenced, each):
+                    per_item[i].update(e)
+                if len(referenced) < len(idx):
+                    corpus["scored"] = len(referenced)
+                    notes.append(f"{task}/{group}: {len(idx) - len(referenced)} items have no reference, so only "
+                                 f"{len(referenced)} are scored by similarity")
             else:
-                corpus, each = m.code_scores(preds, refs, lang)
-                tests = [i for i in idx if _program(items[i], answers[i]) is not None]
-                if tests:  # pass@1 over the items that have tests; `executed` says how many
-                    corpus["pass@1"], passed = _pass_at_1(items, answers, tests, timeout)
-                    corpus["executed"] = len(tests)
-                    for i in tests:
-                        each[idx.index(i)]["pass@1"] = passed[i]
-                if quality:
+                notes.append(f"{task}/{group}: the items carry no reference, so there are no similarity metrics")
+            if task != "summarization":
+                corpus.update(_pass_at_1(items, answers, idx, args.timeout, per_item, notes, f"{task}/{group}"))
+                if args.quality:
                     from common.quality import measure_quality, summarize_quality
 
-                    q = measure_quality(preds, lang)
+                    q = measure_quality([answers[i] for i in idx], lang)
                     quality_summary.setdefault(task, {})[group] = summarize_quality(q, lang)
                     for i, qi in zip(idx, q):
                         per_quality[i] = qi
             task_results[group] = dict(corpus, n=len(idx))
-            for i, e in zip(idx, each):
-                per_item[i] = e
         task_results["overall"] = _overall(task_results)
         results[task] = task_results
     if any(it["task"] == "summarization" for it in items):
         ok, reason = m.meteor_status()
         if not ok:
             notes.append(f"meteor is absent: {reason}")
+        if not args.bertscore_model:
+            notes.append("bertscore is absent: give --bertscore_model PATH (a local copy of bert-base-uncased)")
+        if not args.side_model and any(it["task"] == "summarization" and it["language"] == "java" for it in items):
+            notes.append("side is absent: give --side_model PATH (a local SIDE checkpoint)")
     return {"tasks": results, "notes": notes}, per_item, quality_summary, per_quality
 
 
+def _embedding_scores(args, group, preds, refs, codes, each, notes) -> dict:
+    """BERTScore and (Java) SIDE of a summarization group, into `each`; their means over the items that have them."""
+    from common import embedding_metrics as em
+
+    corpus = {}
+    if args.bertscore_model:
+        ok, reason = em.bertscore_status(args.bertscore_model)
+        if ok:
+            values = em.bertscore(preds, refs, args.bertscore_model)
+            for item, value in zip(each, values):
+                item.update(value or {})
+            scored = [v for v in values if v is not None]
+            if scored:
+                corpus.update({k: sum(v[k] for v in scored) / len(scored) for k in em.BERTSCORE_KEYS})
+            if len(scored) < len(values):
+                notes.append(f"summarization/{group}: bertscore over the {len(scored)} of {len(values)} items whose "
+                             f"prediction and reference are non-empty (as the study computed it)")
+        elif reason not in notes:
+            notes.append(reason)
+    if args.side_model and group == "java":
+        ok, reason = em.side_status(args.side_model)
+        if ok:
+            values = em.side(codes, preds, args.side_model)
+            for item, value in zip(each, values):
+                item["side"] = value
+            corpus["side"] = sum(values) / len(values)
+        elif reason not in notes:
+            notes.append(reason)
+    return corpus
+
+
+def _pass_at_1(items, answers, idx, timeout, per_item, notes, where) -> dict:
+    """pass@1 of a group, into `per_item` too: by the CoderEval harness's verdicts (over all items, a missing verdict
+    is a fail), else by executing the items that have tests here (over those; `executed` says how many)."""
+    judged = [i for i in idx if "verdict" in (items[i].get("extra") or {})]
+    if judged:
+        missing = [items[i]["id"] for i in judged if items[i]["extra"]["verdict"] is None]
+        for i in judged:
+            per_item[i]["pass@1"] = items[i]["extra"]["verdict"] or 0
+        if missing:
+            notes.append(f"{where}: {len(missing)} of {len(judged)} tasks have no verdict in --codereval_results and "
+                         f"count as failed: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        return {"pass@1": sum(per_item[i]["pass@1"] for i in judged) / len(judged),
+                "executed": len(judged) - len(missing), "no_verdict": len(missing)}
+    tests = [i for i in idx if _program(items[i], answers[i]) is not None]
+    if not tests:
+        if any((items[i].get("extra") or {}).get("codereval_id") for i in idx):
+            notes.append(f"{where}: CoderEval tasks run in CoderEval's Docker harness: write its input with "
+                         f"--export_codereval, run it, and rescore with --codereval_results for pass@1")
+        return {}
+    from common.execution import execute_programs
+
+    results = execute_programs([_program(items[i], answers[i]) for i in tests], timeout=timeout)
+    for i, r in zip(tests, results):
+        per_item[i]["pass@1"] = int(r.passed)
+    return {"pass@1": sum(per_item[i]["pass@1"] for i in tests) / len(tests), "executed": len(tests)}
+
+
+COUNTS = ("n", "scored", "executed", "no_verdict")  # summed over groups; every other value is averaged
+
+
 def _overall(groups: dict) -> dict:
-    """One group: its values. Several: item-weighted means of the groups' corpus values (e.g. Java and Python);
-    pass@1 weighted by the executed items, over the groups that have it."""
+    """One group: its values. Several: the counts summed, every other value the mean of the groups' values weighted
+    by the items behind it (similarity: the scored items; pass@1: the items it is over)."""
     if len(groups) == 1:
         return dict(next(iter(groups.values())))
-    out = {"n": sum(g["n"] for g in groups.values())}
-    if any("executed" in g for g in groups.values()):
-        out["executed"] = sum(g.get("executed", 0) for g in groups.values())
-    for key in sorted({k for g in groups.values() for k in g} - {"n", "executed"}):
-        weight = "executed" if key == "pass@1" else "n"
+    out = {key: sum(g.get(key, 0) for g in groups.values())
+           for key in COUNTS if any(key in g for g in groups.values())}
+    for key in sorted({k for g in groups.values() for k in g} - set(COUNTS)):
+        def weight(g):
+            if key == "pass@1":
+                return g["executed"] + g.get("no_verdict", 0)
+            return g.get("scored", g["n"])
         having = [g for g in groups.values() if key in g]
-        out[key] = sum(g[key] * g[weight] for g in having) / sum(g[weight] for g in having)
+        out[key] = sum(g[key] * weight(g) for g in having) / sum(weight(g) for g in having)
     return out
 
 
@@ -286,28 +487,23 @@ def _program(item: dict, answer: str) -> str | None:
     return None
 
 
-def _pass_at_1(items, answers, idx, timeout) -> tuple[float, dict]:
-    from common.execution import execute_programs
-
-    results = execute_programs([_program(items[i], answers[i]) for i in idx], timeout=timeout)
-    passed = {i: int(r.passed) for i, r in zip(idx, results)}
-    return sum(passed.values()) / len(idx), passed
-
-
 # ---------------------------------------------------------------- the recipe
 
 def evaluate(task: str, argv: list[str] | None = None) -> dict:
     args = parse_eval_args(task, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    items = build_items(task, args)
+    dropped: list[dict] = []
+    items = build_items(task, args, dropped)
     out = Path(args.output_dir or _default_output_dir(task, args))
     if args.predictions_file:
-        items, prompts, raw, answers = read_predictions(args.predictions_file, items)
+        items, prompts, raw, answers = read_predictions(args.predictions_file, items, dropped)
         system = f"predictions from {args.predictions_file}"
     else:
         prompts, raw, answers, system = predict(items, args)
+    if args.codereval_results:
+        attach_verdicts(items, answers, _file_list(args.codereval_results))
     logger.info("scoring %d items", len(items))
-    metrics, per_item, quality, per_quality = score(items, answers, args.timeout, args.quality)
+    metrics, per_item, quality, per_quality = score(items, answers, args)
     report = {"task": task, "system": system, "model_path": args.model_path, "benchmark": args.benchmark,
               "split": args.split, "num_items": len(items), "metrics": metrics["tasks"], "quality": quality,
               "notes": metrics["notes"], "arguments": asdict(args)}
@@ -321,11 +517,42 @@ def evaluate(task: str, argv: list[str] | None = None) -> dict:
     _write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
     _write_text(out / "report.md", render_report(report))
     logger.info("wrote %s/{predictions.jsonl,metrics.json,report.md}", out)
+    if args.export_codereval:
+        from common.codereval import export_codereval
+
+        for file in export_codereval(args.export_codereval, items, answers):
+            logger.info("wrote the CoderEval harness input %s: run CoderEval's Docker harness on it, then rescore "
+                        "with --predictions_file %s --codereval_results HARNESS_OUTPUT", file,
+                        out / "predictions.jsonl")
     return report
+
+
+def attach_verdicts(items: list[dict], answers: list[str], paths: list[str]) -> None:
+    """Give each CoderEval item its harness verdict (`extra["verdict"]`: 1 pass, 0 fail, None no verdict)."""
+    from common.codereval import read_codereval_results
+
+    verdicts = read_codereval_results(paths)
+    ours = [(it, a) for it, a in zip(items, answers) if (it.get("extra") or {}).get("codereval_id") is not None]
+    differ = 0
+    for it, answer in ours:
+        verdict = verdicts.get(it["extra"]["codereval_id"])
+        it["extra"]["verdict"] = None if verdict is None else verdict["passed"]
+        if verdict is not None and verdict["code"] is not None and verdict["code"].strip() != answer.strip():
+            differ += 1
+    if not any(it["extra"]["verdict"] is not None for it, _ in ours):
+        raise UserError(f"--codereval_results: none of its {len(verdicts)} tasks is among the {len(ours)} evaluated "
+                        f"CoderEval items; check the file and --language")
+    if differ:
+        logger.warning("--codereval_results: %d of the verdicts are for code that differs from the predictions "
+                       "scored here; check that the harness ran this run's export", differ)
 
 
 def _default_output_dir(task: str, args: EvalArguments) -> Path:
     what = args.benchmark if args.benchmark != "codexglue" else args.split
+    if task != "multitask":  # a test set given as one file: its name, so that two such files do not share a folder
+        source = getattr(args, TASK_DATASET_FLAG[task])
+        if source and args.benchmark != "humaneval" and is_single_file(source):
+            what = Path(source).stem
     if args.predictions_file:
         return Path(args.predictions_file).resolve().parent / f"eval-{task}-{what}-rescored"
     path = Path(args.model_path)

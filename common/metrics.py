@@ -1,11 +1,13 @@
 """Evaluation metrics for generated docstrings and code, each computed by its reference library.
 
 `summarization_scores` and `code_scores` return `(corpus, items)`: one dict of corpus-level values and one dict per
-(prediction, reference) pair, with the same keys. BLEU-family and similarity scores are on 0-100 (the libraries' 0-1
+(prediction, reference) pair. An item's keys are also corpus keys, where they hold the mean over items except
+`codebleu` and its components (pooled, as the library computes a corpus); the corpus adds pooled `corpus_bleu`,
+`corpus_chrf` and the per-item mean `codebleu_mean`. BLEU-family and similarity scores are on 0-100 (the libraries' 0-1
 values times 100); `exact_match` is a fraction (0 or 1 per item), compared after stripping surrounding whitespace.
 
 Libraries, verified together: sacrebleu 2.6.0, rouge-score 0.1.2, nltk 3.10.4, codebleu 0.7.0 with tree-sitter 0.22.3,
-tree-sitter-python 0.21.0, tree-sitter-java 0.21.0 and tree-sitter-c-sharp 0.21.3 (newer grammars break codebleu).
+tree-sitter-python 0.21.0, tree-sitter-java 0.21.0 and tree-sitter-c-sharp 0.21.0 (the study's versions; newer grammars break codebleu).
 
 CodeBLEU caveat (codebleu 0.7.0, k4black/codebleu#59): the combined score uses `dataflow_match_score or 1`, so a
 prediction that matches none of the reference's data-flows, or a reference without any, gets the full data-flow
@@ -37,24 +39,19 @@ _DATAFLOW_WARNING = "There is no reference data-flows extracted"
 
 
 def summarization_scores(predictions: list[str], references: list[str]) -> tuple[dict, list[dict]]:
-    """BLEU, sentence BLEU, chrF, ROUGE-1/2/L (F-measure, stemmed), METEOR (when WordNet loads) and exact match.
+    """BLEU, chrF, ROUGE-1/2/L (F-measure, stemmed), METEOR (when WordNet loads) and exact match.
 
-    Corpus `bleu` and `chrf` pool the library's corpus statistics; corpus `sentence_bleu`, ROUGE, METEOR and
-    `exact_match` are means over items. Per item, `bleu` and `sentence_bleu` are both that item's sentence BLEU.
+    As the study reports them, `bleu` and `chrf` are means of sentence scores (sacrebleu's sentence_bleu and
+    sentence_chrf with their defaults: 13a tokens, exp smoothing; chrF, not chrF++); `corpus_bleu` and `corpus_chrf`
+    pool the library's corpus statistics instead. Every other corpus value is the mean of the items' values.
     """
     _check_pairs(predictions, references)
-    corpus: dict[str, float] = {
-        "bleu": sacrebleu.corpus_bleu(predictions, [references]).score,
-        "chrf": sacrebleu.corpus_chrf(predictions, [references]).score,
-    }
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
     with_meteor = meteor_status()[0]
     items: list[dict] = []
     for pred, ref in zip(predictions, references):
-        sentence_bleu = sacrebleu.sentence_bleu(pred, [ref]).score
         item = {
-            "bleu": sentence_bleu,
-            "sentence_bleu": sentence_bleu,
+            "bleu": sacrebleu.sentence_bleu(pred, [ref]).score,
             "chrf": sacrebleu.sentence_chrf(pred, [ref]).score,
         }
         rouge = scorer.score(ref, pred)  # rouge-score takes (target, prediction)
@@ -63,16 +60,19 @@ def summarization_scores(predictions: list[str], references: list[str]) -> tuple
             item["meteor"] = 100 * _meteor(pred, ref)
         item["exact_match"] = _exact(pred, ref)
         items.append(item)
-    for key in ("sentence_bleu", *ROUGE_KEYS, *(("meteor",) if with_meteor else ()), "exact_match"):
-        corpus[key] = _mean(item[key] for item in items)
+    corpus = {key: _mean(item[key] for item in items) for key in items[0]}
+    corpus["corpus_bleu"] = sacrebleu.corpus_bleu(predictions, [references]).score
+    corpus["corpus_chrf"] = sacrebleu.corpus_chrf(predictions, [references]).score
     return corpus, items
 
 
 def code_scores(predictions: list[str], references: list[str], language: str) -> tuple[dict, list[dict]]:
     """CodeBLEU and its four components, BLEU and exact match; `language` is "python", "java" or "cs".
 
-    The corpus CodeBLEU is one codebleu call over all pairs (its n-gram and data-flow statistics are pooled), not the
-    mean of the per-item values. Empty predictions are scored as the library scores them (see the module's caveat).
+    Corpus `codebleu` (and components) is one codebleu call over all pairs, pooling its n-gram and data-flow
+    statistics, as the study's translation script reports it; `codebleu_mean` is the mean of the per-item values,
+    which the study's statistical tests use. `bleu` is the mean sentence BLEU, `corpus_bleu` the corpus BLEU. Empty
+    predictions are scored as the library scores them (see the module's caveat).
     """
     if language not in CODEBLEU_LANGS:
         raise ValueError(f"language must be one of {sorted(CODEBLEU_LANGS)}, got {language!r}")
@@ -81,10 +81,12 @@ def code_scores(predictions: list[str], references: list[str], language: str) ->
     with _quiet_codebleu():
         corpus = _scaled_codebleu(predictions, references, lang)
         items = [_scaled_codebleu([pred], [ref], lang) for pred, ref in zip(predictions, references)]
-    corpus["bleu"] = sacrebleu.corpus_bleu(predictions, [references]).score
     for item, pred, ref in zip(items, predictions, references):
         item["bleu"] = sacrebleu.sentence_bleu(pred, [ref]).score
         item["exact_match"] = _exact(pred, ref)
+    corpus["codebleu_mean"] = _mean(item["codebleu"] for item in items)
+    corpus["bleu"] = _mean(item["bleu"] for item in items)
+    corpus["corpus_bleu"] = sacrebleu.corpus_bleu(predictions, [references]).score
     corpus["exact_match"] = _mean(item["exact_match"] for item in items)
     return corpus, items
 

@@ -41,7 +41,8 @@ def build_messages(row: dict, source: str | None = None) -> list[dict]:
         system = (f"You are an expert {lang} developer. Generate complete and efficient {lang} code based on the "
                   f"given specifications.")
         what = "Method" if row["language"] == "java" else "Function"
-        user = f"{row['summary']}\n\n{what} to implement:\n{row['signature']}"
+        # `user_prompt`: a benchmark's own prompt sent verbatim (the study sent CoderEval's `input` this way)
+        user = row.get("user_prompt") or f"{row['summary']}\n\n{what} to implement:\n{row['signature']}"
     elif task == "translation":
         src, tgt = direction_languages(row["language"])
         system = TRANSLATION_SYSTEM

@@ -2,7 +2,8 @@
 
 A local path mirrors the hub data set: with configs (code-to-text: `python`, `java`) `PATH/{config}/{split}.{ext}`,
 without configs `PATH/{split}.{ext}` (ext: jsonl, json, parquet, csv), or a `datasets.save_to_disk` directory
-(`PATH/{config}` or `PATH`).
+(`PATH/{config}` or `PATH`). A path to one file is read as the split itself; which config (language) it holds is
+the caller's business (`single_file_language`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ def _read_files(files: list[Path], builder: str, flag: str) -> datasets.Dataset:
 def _load_local(root: Path, config: str | None, split: str, flag: str) -> datasets.Dataset:
     if not root.exists():
         raise UserError(f"{flag}: no such file or directory: {root}")
+    if root.is_file():  # one file is the split itself (an evaluation set such as the study's *_v2.jsonl)
+        builder = EXTENSIONS.get(root.suffix.lstrip(".").lower())
+        if builder is None:
+            raise UserError(f"{flag}: {root}: expected a .jsonl, .json, .parquet or .csv file, or a directory")
+        return _read_files([root], builder, flag)
     candidates = ([root / config] if config else []) + [root]
     for folder in candidates:
         if not folder.is_dir():

@@ -1,0 +1,183 @@
+"""CoderEval: its prompt files as evaluation items, and the round trip through its Docker harness.
+
+CoderEval's tests need the projects they belong to, so they run in CoderEval's own Docker harness, not here:
+`export_codereval` writes the harness's input (`{"_id", "generate_results": [code]}` per task) and
+`read_codereval_results` reads its output back (`generate_results` as a list of `{generate_code, is_pass,
+return_code}`), giving each task its verdict for pass@1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from common.errors import UserError
+
+
+# Fields of the two CoderEval shapes: the study's inputs (CE{Python,Java}HumanLabel.jsonl) and CoderEval's own
+# prompt files (CoderEval4{Python,Java}.json, `{"RECORDS": [...]}`).
+HUMANLABEL_FIELDS = ("question_id", "input", "signature", "docstring")
+RECORD_FIELDS = ("_id", "code")
+
+
+def is_codereval_file(path: str) -> bool:
+    """Whether a file (or every JSON file of a folder) holds CoderEval records, judged by its first record."""
+    try:
+        records = _read_records(_codereval_files(Path(path).expanduser())[0], "--test_dataset", first_only=True)
+    except Exception:  # noqa: BLE001 - not readable as CoderEval: let the generic loader report it
+        return False
+    return bool(records) and isinstance(records[0], dict) and (
+        "question_id" in records[0] or "_id" in records[0])
+
+
+def load_codereval(path: str, languages: list[str], language: str | None = None, prompt: str = "training",
+                   flag: str = "--test_dataset") -> list[dict]:
+    """CoderEval generation items from its files, in file order.
+
+    - The study's `CE{Python,Java}HumanLabel.jsonl`: `question_id`, `input` (CoderEval's prompt: signature and
+      docstring), `signature`, `docstring` (the human label). These carry no reference code: the items are scored by
+      CoderEval's Docker harness (`--export_codereval`, `--codereval_results`) and by code quality.
+    - CoderEval's `CoderEval4{Python,Java}.json` (`{"RECORDS": [...]}`, or JSONL): `_id`, `code` (the reference),
+      `human_label` or `docstring`; a record with a `test` (a Python program calling the function) is also executed.
+
+    The prompt is the training format built from the description and the signature; `prompt="input"` sends the
+    HumanLabel `input` verbatim instead, as the study did. The language is `language` (--language), else the
+    record's `language` field, else the file name (…Python…, …Java…).
+    """
+    from common.data import file_language, first_sentence, split_java_method, split_python_function
+
+    files = _codereval_files(Path(path).expanduser(), flag)
+    items = []
+    for file in files:
+        records = _read_records(file, flag)
+        for n, record in enumerate(records, 1):
+            if not isinstance(record, dict):
+                raise UserError(f"{flag}: record {n} of {file} is not a JSON object")
+            lang = (language or _LANGUAGE_FIELD.get(str(record.get("language", "")).lower())
+                    or file_language(str(file), flag))
+            if lang not in languages and not language:
+                continue
+            extra = {"codereval_id": None}
+            if "question_id" in record:
+                _require(record, HUMANLABEL_FIELDS, n, file, flag)
+                rid, signature, reference = record["question_id"], record["signature"], ""
+                summary = " ".join(str(record["docstring"]).split())
+                if prompt == "input":
+                    extra["user_prompt"] = record["input"]
+            else:
+                _require(record, RECORD_FIELDS, n, file, flag)
+                description = record.get("human_label") or record.get("docstring")
+                if not description:
+                    raise UserError(f"{flag}: record {n} of {file} needs `human_label` or `docstring`")
+                parts = (split_python_function if lang == "python" else split_java_method)(record["code"])
+                if parts is None:
+                    raise UserError(f"{flag}: record {n} of {file}: no {lang} function found in `code`")
+                rid, (signature, reference), summary = record["_id"], parts, first_sentence(description)
+                if record.get("test"):
+                    extra["test"] = record["test"]
+                if prompt == "input":
+                    raise UserError("--codereval_prompt input needs the study's CE*HumanLabel.jsonl files (with an "
+                                    f"`input` field); {file.name} has none")
+            extra["codereval_id"] = str(rid)
+            item = {"task": "generation", "language": lang, "id": f"{lang}:{rid}", "source": "", "summary": summary,
+                    "signature": signature, "reference": reference, "extra": extra}
+            if "user_prompt" in extra:
+                item["user_prompt"] = extra.pop("user_prompt")
+            items.append(item)
+    return items
+
+
+_LANGUAGE_FIELD = {"python": "python", "py": "python", "java": "java"}
+
+
+def _codereval_files(root: Path, flag: str = "--test_dataset") -> list[Path]:
+    files = sorted(f for f in root.glob("*.json*") if f.is_file()) if root.is_dir() else [root]
+    if not files or not files[0].exists():
+        raise UserError(f"{flag}: no CoderEval file at {root}")
+    return files
+
+
+def _read_records(file: Path, flag: str, first_only: bool = False) -> list:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{flag}: {file} is not UTF-8 text") from None
+    try:
+        if file.suffix == ".json":
+            records = json.loads(text)
+            return records.get("RECORDS", []) if isinstance(records, dict) else records
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{flag}: {file} is not valid JSON (line {exc.lineno})") from None
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UserError(f"{flag}: line {n} of {file} is not JSON") from None
+            if first_only:
+                break
+    return records
+
+
+def _require(record: dict, fields: tuple[str, ...], n: int, file: Path, flag: str) -> None:
+    missing = [f for f in fields if record.get(f) in (None, "")]
+    if missing:
+        raise UserError(f"{flag}: record {n} of {file.name} lacks {', '.join(f'`{f}`' for f in missing)} "
+                        f"(a CoderEval record needs {', '.join(fields)})")
+
+
+# ---------------------------------------------------------------- the harness round trip
+
+def export_codereval(path: str, items: list[dict], answers: list[str]) -> list[Path]:
+    """Write the harness input, one file per language (the harness runs Python and Java separately).
+
+    With one language the file is `path`; with several, `path` with `_{language}` before its suffix. Each line is
+    `{"_id": CoderEval id, "generate_results": [the extracted answer]}`, in item order.
+    """
+    by_language: dict[str, list[dict]] = {}
+    for item, answer in zip(items, answers):
+        rid = (item.get("extra") or {}).get("codereval_id")
+        if rid is not None:
+            by_language.setdefault(item["language"], []).append({"_id": rid, "generate_results": [answer]})
+    target = Path(path).expanduser()
+    written = []
+    for lang, rows in sorted(by_language.items()):
+        file = target if len(by_language) == 1 else target.with_name(f"{target.stem}_{lang}{target.suffix}")
+        tmp = file.with_name(file.name + ".tmp")
+        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        tmp.replace(file)
+        written.append(file)
+    return written
+
+
+def read_codereval_results(paths: list[str]) -> dict[str, dict]:
+    """CoderEval id -> {"passed": 0/1, "code": the code the verdict is for}, from the harness's output file(s).
+
+    A row's verdict is its first `generate_results` entry's `is_pass` (greedy decoding gives one sample per task).
+    """
+    verdicts: dict[str, dict] = {}
+    for path in paths:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise UserError(f"--codereval_results: no such file: {file}")
+        for n, row in enumerate(_read_records(file, "--codereval_results"), 1):
+            results = row.get("generate_results") if isinstance(row, dict) else None
+            if not isinstance(row, dict) or "_id" not in row or not isinstance(results, list) or not results:
+                raise UserError(f"--codereval_results: record {n} of {file} needs `_id` and a non-empty "
+                                f"`generate_results` list (the CoderEval harness's output)")
+            first = results[0]
+            if not isinstance(first, dict) or "is_pass" not in first:
+                raise UserError(f"--codereval_results: record {n} of {file}: `generate_results` holds the harness "
+                                f"input (code only), not its verdicts: pass the file the harness wrote")
+            rid = str(row["_id"])
+            if rid in verdicts:
+                raise UserError(f"--codereval_results: task {rid} appears twice (record {n} of {file})")
+            verdicts[rid] = {"passed": int(_truthy(first["is_pass"])), "code": first.get("generate_code")}
+    return verdicts
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "pass", "passed")
+    return bool(value)
