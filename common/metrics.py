@@ -13,6 +13,10 @@ CodeBLEU caveat (codebleu 0.7.0, k4black/codebleu#59): the combined score uses `
 prediction that matches none of the reference's data-flows, or a reference without any, gets the full data-flow
 weight. An empty prediction therefore scores codebleu 25 (all four components 0), and two empty strings score 50.
 We report the library's values unchanged; read `codebleu` next to its components and `exact_match`.
+
+CodeBLEU is computed through `common.codebleu_stable`: the library's data-flow code de-duplicates with Python sets,
+so its value moves with PYTHONHASHSEED; there the de-duplication keeps first occurrences, and the value is the same
+in every run (it equals the library's wherever the library's value does not depend on the seed).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import sacrebleu
-from codebleu import calc_codebleu
 from rouge_score import rouge_scorer
+
+from common.codebleu_stable import calc_codebleu
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 CODEBLEU_KEYS = (
