@@ -50,7 +50,7 @@ def test_entry_point_writes_three_outputs(task, trained_run, tmp_path):
             assert name in metrics["metrics"][row["task"]][group], name
             assert isinstance(value, (int, float))
     if task in ("summarization", "multitask"):
-        assert {"bleu", "sentence_bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match"} <= set(
+        assert {"bleu", "chrf", "corpus_bleu", "corpus_chrf", "rouge1", "rouge2", "rougeL", "exact_match"} <= set(
             metrics["metrics"]["summarization"]["overall"])
     if task in ("translation", "multitask"):
         assert "codebleu" in metrics["metrics"]["translation"]["java-cs"]
