@@ -20,6 +20,7 @@ _CODE_START = {
                        r"[\w<>\[\],.?]+\s+\w+\s*\(.*\)\s*(?:\{|throws\b|$))"),
 }
 _CODE_START["cs"] = _CODE_START["java"]
+_COMMENT = re.compile(r"^\s*(?:#|//|/\*)")
 # An unindented sentence: a capitalised word followed by lower-case words, not ending like code.
 _PROSE = re.compile(r"^(?:(?:Note|Explanation|Example|Output|Usage)\b|[A-Z][a-z']*(?:\s+[a-z][\w'-]*)+(?:[\s,.:!]|$))")
 _CODE_END = (";", "{", "}", ")", ",", "=>", "->")
@@ -49,6 +50,9 @@ def extract_answer(task: str, text: str, language: str = "") -> str:
     # or past chatter to the first code line.
     fence = next((i for i, line in enumerate(lines) if _FENCE.match(line)), len(lines))
     first = next((i for i in range(fence) if start.match(lines[i])), None) if start is not None else None
+    if first is not None and fence < len(lines) and not _opened(lex, lines[first:fence]) and \
+            all(_COMMENT.match(lines[i]) or not start.match(lines[i]) for i in range(first, fence)):
+        first = None  # only one-line comments (e.g. a markdown "## Solution" heading) before a real fence: chatter
     body = start is not None and lines[0].startswith(("  ", "\t"))  # a body continuation, not a stray space
     if fence < len(lines) and first is None and not body:
         begin = fence + 1
@@ -65,6 +69,15 @@ def extract_answer(task: str, text: str, language: str = "") -> str:
         if lex is not None:
             inside = lex(lines[i], inside)
     return "\n".join(lines[begin:end]).strip("\n").rstrip()
+
+
+def _opened(lex, lines: list[str]) -> bool:
+    """Whether a string or comment is still open after these lines."""
+    inside = []
+    for line in lines:
+        if lex is not None:
+            inside = lex(line, inside)
+    return bool(inside)
 
 
 def _is_prose(line: str) -> bool:

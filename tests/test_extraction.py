@@ -130,7 +130,11 @@ def test_programs_in_the_cases_are_valid_python():
     ("generation", f'Here:\n{FENCE}python\nX = """\n{FENCE}\nMore text.', "python", 'X = """\n```\nMore text.'),
     # Windows line ends
     ("generation", 'Here:\r\n```python\r\nFIX = """\r\nAdd more.\r\n"""\r\n```\r\nDone.', "python",
-     'FIX = """\nAdd more.\n"""'),
+     'FIX = """\nAdd more.\n"""'),    # a markdown heading (or a lone comment) before the fence is chatter, not code closed by the fence
+    ("generation", f"## Solution\n{FENCE}python\ndef f():\n    return 1\n{FENCE}\n### Explanation\nIt returns one.",
+     "python", "def f():\n    return 1"),
+    ("translation", f"// Here it is\n{FENCE}csharp\nint F() {{ return 1; }}\n{FENCE}", "java-cs", "int F() { return 1; }"),
+    ("generation", f"# helper\nimport math\n{FENCE}\nDone.", "python", "# helper\nimport math"),
 ])
 def test_extraction_edge_cases(task, text, language, expected):
     answer = extract_answer(task, text, language)
