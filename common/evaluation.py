@@ -83,6 +83,9 @@ class EvalArguments:
         "help": "Java summaries: SIDE with this local SIDE checkpoint (cosine of the code and the summary); absent: "
                 "left out, with a note."})
     quality: bool = field(default=True, metadata={"help": "Measure code quality (lizard, pylint, radon; PMD with --pmd)."})
+    pmd: str | None = field(default=None, metadata={
+        "help": "Java code quality with PMD: a PMD 7 installation (its folder, bin/pmd, or a folder with "
+                "lib/pmd-cli-*.jar); absent: the PMD keys are left out."})
 
 
 def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
@@ -112,6 +115,13 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
             raise UserError(f"{flag}: no such file: {value}")
     if args.export_codereval:
         _check_writable_file(args.export_codereval, "--export_codereval", args)
+    if args.pmd:
+        from common.quality import pmd_command
+
+        try:
+            pmd_command(args.pmd)
+        except ValueError as exc:
+            raise UserError(f"--pmd {args.pmd}: {exc}") from None
     if args.benchmark != "codexglue" and task not in ("generation", "multitask"):
         raise UserError(f"--benchmark {args.benchmark} is a generation benchmark; use generation/evaluate.py")
     if args.benchmark == "codereval" and not args.generation_dataset:
@@ -380,13 +390,18 @@ def score(items: list[dict], answers: list[str], args: EvalArguments) -> tuple[d
                 if args.quality:
                     from common.quality import measure_quality, summarize_quality
 
-                    q = measure_quality([answers[i] for i in idx], lang)
+                    # the study reformatted translations one statement per line before its static analysis
+                    q = measure_quality([answers[i] for i in idx], lang, reformat=task == "translation",
+                                        pmd=args.pmd)  # PMD measures Java only
                     quality_summary.setdefault(task, {})[group] = summarize_quality(q, lang)
                     for i, qi in zip(idx, q):
                         per_quality[i] = qi
             task_results[group] = dict(corpus, n=len(idx))
         task_results["overall"] = _overall(task_results)
         results[task] = task_results
+    if args.quality and not args.pmd and any(answer_language(it["task"], it["language"]) == "java"
+                                             for it in items if it["task"] != "summarization"):
+        notes.append("pmd is absent: give --pmd PATH (a PMD 7 installation) for the study's PMD counts of Java code")
     if any(it["task"] == "summarization" for it in items):
         ok, reason = m.meteor_status()
         if not ok:
@@ -585,25 +600,29 @@ def render_report(report: dict) -> str:
             cells = [_fmt(k, values.get(k)) for k in keys]
             lines.append(f"| {group} | {values['n']} | " + " | ".join(cells) + " |")
         lines.append("")
-    for task, groups in report["quality"].items():
-        keys = sorted({k for g in groups.values() for k in g})
-        lines += [f"## Code quality: {task}", "", "| group | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-        for group, values in groups.items():
-            lines.append(f"| {group} | " + " | ".join(_fmt(k, values.get(k)) for k in keys) + " |")
+    for task, groups in report["quality"].items():  # many keys, few groups: one row per key
+        names = list(groups)
+        lines += [f"## Code quality: {task}", "", "| measure | " + " | ".join(names) + " |",
+                  "|---|" + "---|" * len(names)]
+        for key in dict.fromkeys(k for g in groups.values() for k in g):
+            lines.append(f"| {key} | " + " | ".join(_fmt(key, groups[g].get(key)) for g in names) + " |")
         lines.append("")
     lines += ["## Metric definitions", "",
-              "BLEU-family scores (bleu, sentence_bleu, chrf, rouge*, meteor, codebleu and its components) are on a "
-              "0-100 scale; exact_match and pass@1 are fractions. bleu: corpus sacreBLEU; sentence_bleu: mean "
-              "sentence-level sacreBLEU (as the study reports); rouge: rouge-score F1 with stemming; codebleu: the "
-              "codebleu package (java / c_sharp / python); pass@1: greedy output, executed with the benchmark's "
-              "tests in a separate process. `overall` over several languages or directions is the item-weighted "
-              "mean of their corpus values.", ""]
+              "bleu and chrf: means of sacreBLEU sentence scores (as the study reports them); corpus_bleu and "
+              "corpus_chrf: pooled corpus scores; rouge*: rouge-score F1 with stemming; meteor: nltk; bertscore_*: "
+              "bert-score (bert-base-uncased, layer 12, no idf, no rescaling, non-empty pairs); side: cosine of the "
+              "SIDE embeddings of code and summary. codebleu: the codebleu package over all items of a group "
+              "(order-stable data flow), codebleu_mean: the mean of the items' values. All of these are on 0-100; "
+              "exact_match and pass@1 are fractions. pass@1: greedy output executed with the benchmark's tests in a "
+              "separate process, or CoderEval's harness verdicts (a task without one fails). Code quality: sums over "
+              "items of the study's per-item columns (lizard, pylint, PMD), `_mean` per item. `overall` over "
+              "several languages or directions weights each group's value by its items.", ""]
     if report["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
     return "\n".join(lines)
 
 
-FRACTIONS = ("exact_match", "pass@1", "parse_rate")  # the rest are 0-100 scores or counts
+FRACTIONS = ("exact_match", "pass@1", "parse_rate", "detection_rate_mean")  # the rest are 0-100 scores or counts
 
 
 def _fmt(key: str, value) -> str:

@@ -1,30 +1,66 @@
-"""Code-quality measurements of generated code (Python, Java, C#), as the study took them.
+"""Code-quality measurements of generated code (Python, Java, C#), taken as the study took them.
 
-`measure_quality(codes, language)` returns one dict per item:
+`measure_quality(codes, language, *, reformat=False, pmd=None)` returns one dict per item. The study's columns (the
+names of its per-instance CSVs, lower-cased):
 
-- `parses`: Python via `ast.parse`; Java/C# via tree-sitter on the item wrapped in a class (the outputs are methods,
-  which are not a compilation unit on their own), with no ERROR or MISSING node; an empty answer does not parse.
-- `ccn`, `ccn_max`: lizard's cyclomatic complexity, mean and max over the functions lizard finds in the item
-  (Java/C#: in the wrapped item); None when it finds none.
-- `nloc`, `tokens`: lizard's lines of code and token count of the item's own text (a wrapper would only add a
-  constant).
-- Python only: `pylint_error`, `pylint_warning`, `pylint_convention`, `pylint_refactor` (pylint message counts by
-  category, fatal counted as error) and `maintainability_index` (radon `mi_visit`, multi=True); None for an item that
-  does not parse, where pylint would only report the syntax error.
+- `detection_rate`: 1 when lizard finds at least one function in the item, else 0.
+- `cyclomatic_complexity`, `lines_of_code`, `token_count`: lizard's CCN, NLOC and token count SUMMED over the
+  functions lizard finds in the item (the function rows of `lizard <file>`); all 0 when it finds none. Lizard reads
+  the item's text unwrapped (a Java/C# method on its own), with its language chosen by the file extension, as the
+  study ran it. Each function counts once: the study's parser also counted the functions repeated in lizard's
+  "!!!! Warnings" block, so its figures exceed these by the values of the functions over lizard's default thresholds
+  (CCN > 15, length > 1000, NLOC > 1000000, parameters > 100); `lizard_warnings` counts those functions.
+- Python only: `pylint_error`, `pylint_warning`, `pylint_convention`, `pylint_refactor`: pylint's messages by the
+  first letter of their id (E, W, C, R; fatal and info are not counted), default configuration, nothing disabled,
+  one file per item (linted in one pylint run over all items, with the two checks that compare files with each
+  other, duplicate-code and cyclic-import, off: they never fire on a file linted alone). The file is named like the
+  study's (`<24 hex digits>.py`, a module name that starts with a digit) and holds the item's text as given, so the
+  same file-level conventions fire: invalid-name for the module name and missing-module-docstring always,
+  missing-final-newline when the text does not end with a newline (the study's outputs were stripped) -- the study's
+  minimum Convention count over parseable items is 3. An item that does not parse gives pylint's single
+  syntax-error: 1, 0, 0, 0.
+- Java with a PMD installation (`pmd`): `pmd_bestpractices`, `pmd_codestyle`, `pmd_design`, `pmd_errorprone`,
+  `pmd_multithreading`, `pmd_performance`: the violations PMD reports for the item with the rules of that category
+  (`pmd check -R category/java/<category>.xml -f text`, the report lines containing ":\\t"), on the item wrapped as
+  the study wrapped it: `import java.util.*;`, a blank line, `public class Generated_<id> {` (translation:
+  `Translation<i>`), four spaces and the item, `}`. An item PMD cannot parse has 0 everywhere. Without `pmd` these
+  keys are absent.
 
-`summarize_quality(items, language)` aggregates these for metrics.json (keys documented there).
+With `reformat=True` (translation outputs) the tools see the item reformatted as the study's `format_code` did before
+its static analysis (see `reformat_like_study`); `parses` and `maintainability_index` still judge the text as given.
 
-Nothing here executes generated code: lizard and tree-sitter only tokenize/parse it, radon and pylint (run in a
-subprocess) read its AST.
+Further measures of our own:
+
+- `parses`: the item as given is syntactically valid: Python via `ast.parse`; Java/C# via tree-sitter on the item
+  wrapped in a class (methods are not a compilation unit on their own), with no ERROR or MISSING node. An empty
+  answer does not parse.
+- `functions`: the number of functions lizard finds; `ccn_max`: the largest function CCN (None when none);
+  `lizard_warnings`: the number of those functions over lizard's default warning thresholds (see above).
+- Python only: `maintainability_index`: radon's `mi_visit(code, multi=True)` (0-100); None when the item does not
+  parse.
+
+`summarize_quality(items, language)` aggregates these for metrics.json:
+
+- `n`: the number of items; `parse_rate`: the fraction that parse.
+- For each study column present (`detection_rate`, `cyclomatic_complexity`, `lines_of_code`, `token_count`,
+  `pylint_*`, `pmd_*`): `<column>`, the SUM over items (as the study's published figures), and `<column>_mean`, the
+  mean per item (so `detection_rate_mean` is the study's detection rate, a fraction).
+- `functions`, `lizard_warnings`: sums over items; `ccn_max`: the largest function CCN of all items.
+- Python only: `maintainability_index_mean`: the mean over the items that parse.
+A mean over no values is None.
+
+Nothing here executes generated code: lizard, tree-sitter, radon, pylint (in a subprocess) and PMD (a Java
+subprocess) only read it.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 import functools
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,63 +68,115 @@ import warnings
 from pathlib import Path
 from statistics import fmean
 
+import lizard
 from lizard import analyze_file
 from radon.metrics import mi_visit
 from tree_sitter import Language, Parser
 
 LANGUAGES = ("python", "java", "cs")
 _EXTENSIONS = {"python": "py", "java": "java", "cs": "cs"}
-# The study wrapped Java methods in a class before analysis; C# methods need the same to be a compilation unit.
+LIZARD_KEYS = ("detection_rate", "cyclomatic_complexity", "lines_of_code", "token_count")
+PYLINT_CATEGORIES = {"E": "error", "W": "warning", "C": "convention", "R": "refactor"}  # first letter of the id
+PYLINT_KEYS = tuple(f"pylint_{name}" for name in PYLINT_CATEGORIES.values())
+PMD_CATEGORIES = ("bestpractices", "codestyle", "design", "errorprone", "multithreading", "performance")
+PMD_KEYS = tuple(f"pmd_{category}" for category in PMD_CATEGORIES)
+STUDY_KEYS = LIZARD_KEYS + PYLINT_KEYS + PMD_KEYS
+
+# Only for parsing: a method is not a compilation unit on its own (PMD gets the study's own wrapper, `_pmd_source`).
 WRAPPER = "public class Wrapper {\n%s\n}\n"
-PYLINT_CATEGORIES = ("error", "warning", "convention", "refactor")
-# Checks that judge the temp file or the whole run rather than the generated code: the module docstring and file
-# endings belong to the file we write the snippet into; duplicate-code and cyclic-import compare items with each
-# other; import-error only says whether a package happens to be installed here.
-PYLINT_DISABLE = (
-    "missing-module-docstring", "missing-final-newline", "trailing-newlines",
-    "duplicate-code", "cyclic-import", "import-error",
-)
+# Pylint checks that compare the files of one run with each other. One file per run (as the study ran pylint) never
+# triggers them, so disabling them makes one run over all items count exactly what per-file runs count.
+PYLINT_CROSS_FILE = ("duplicate-code", "cyclic-import")
 # Pylint takes ~1.5 s to start and ~25 ms per typical item; a hung run should fail loudly, not stall an evaluation.
 PYLINT_TIMEOUT_S = (120.0, 1.0)  # base, per file
+PMD_TIMEOUT_S = (300.0, 1.0)  # base, per file, per category
+_PMD_MAIN = "net.sourceforge.pmd.cli.PmdCli"
 
 
-def measure_quality(codes: list[str], language: str) -> list[dict]:
-    """Quality measurements of each code item; see the module docstring for the keys."""
+def measure_quality(codes: list[str], language: str, *, reformat: bool = False,
+                    pmd: str | os.PathLike | None = None) -> list[dict]:
+    """Quality measurements of each code item; see the module docstring for the keys.
+
+    reformat: reformat the items as the study did its translation outputs before analysing them (Java/C# only).
+    pmd: a PMD installation (its directory, its `bin/pmd` launcher, or a directory holding PMD's jars in `lib/`);
+    used for Java only.
+    """
     if language not in LANGUAGES:
         raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
-    items = [_measure_one(code, language) for code in codes]
+    if reformat and language == "python":
+        raise ValueError("reformat applies to Java/C# translation outputs, not to Python")
+    launcher = pmd_command(pmd) if pmd is not None and language == "java" else None
+    analysed = [reformat_like_study(code) if reformat else code for code in codes]
+    items = [_measure_one(code, text, language) for code, text in zip(codes, analysed)]
     if language == "python":
-        counts = _pylint_counts([code if item["parses"] else None for code, item in zip(codes, items)])
-        for item, count in zip(items, counts):
-            item.update({f"pylint_{cat}": (None if count is None else count[cat]) for cat in PYLINT_CATEGORIES})
+        for item, counts in zip(items, _pylint_counts(codes)):
+            item.update(counts)
+    if launcher is not None:
+        # The study's class names: Generated_<task id> for generation, Translation<i> for translation.
+        names = [f"Translation{i}" if reformat else f"Generated_{i:024x}" for i in range(len(codes))]
+        for item, counts in zip(items, _pmd_counts(launcher, [_pmd_source(t, n) for t, n in zip(analysed, names)])):
+            item.update(counts)
     return items
 
 
-def _measure_one(code: str, language: str) -> dict:
-    if language == "python":
-        parses = _python_parses(code)
-        analysed = code
-    else:
-        # imports/usings must stay outside the class the method is wrapped in
-        head = re.match(r"(?:\s*(?:(?:import|package|using)\b[^\n]*|//[^\n]*)\n)*", code).group(0)
-        analysed = head + WRAPPER % code[len(head):]
-        parses = not _parser(language).parse(analysed.encode("utf-8", "surrogatepass")).root_node.has_error
-    parses = parses and bool(code.strip())  # an empty answer is no code, although it parses
-    filename = f"item.{_EXTENSIONS[language]}"  # lizard picks its language reader by extension
-    analysis = analyze_file.analyze_source_code(filename, analysed)
-    ccns = [function.cyclomatic_complexity for function in analysis.function_list]
-    # Lines and tokens of the item's own text, so they do not include the wrapper's constant share.
-    whole = analysis if language == "python" else analyze_file.analyze_source_code(filename, code)
+def reformat_like_study(code: str) -> str:
+    """The study's reformatting of translation outputs before static analysis (`format_code`).
+
+    All whitespace runs become one space; a line break follows every `;`, `{` and `}`; lines are stripped and empty
+    ones dropped; each line is indented four spaces per `{` left open, a line that starts with `}` one level less.
+    Reproduced as the study measured it, quirks included: a for-loop header breaks at its `;`s, a `//` comment swallows
+    the code up to the next `;`, `{` or `}`, and the same characters inside string literals break lines too.
+    """
+    text = " ".join(code.split())
+    for char in ";{}":
+        text = text.replace(char, char + "\n")
+    lines, depth = [], 0
+    for line in (part.strip() for part in text.split("\n")):
+        if not line:
+            continue
+        if line.startswith("}"):
+            depth = max(depth - 1, 0)
+        lines.append("    " * depth + line)
+        if line.endswith("{"):
+            depth += 1
+    return "\n".join(lines)
+
+
+def _measure_one(code: str, text: str, language: str) -> dict:
+    """Lizard on the analysed text, parsing (and radon) on the item as given."""
+    functions = analyze_file.analyze_source_code(f"item.{_EXTENSIONS[language]}", text).function_list
     item = {
-        "parses": parses,
-        "ccn": fmean(ccns) if ccns else None,
-        "ccn_max": max(ccns) if ccns else None,
-        "nloc": whole.nloc,
-        "tokens": whole.token_count,
+        "detection_rate": int(bool(functions)),
+        "cyclomatic_complexity": sum(function.cyclomatic_complexity for function in functions),
+        "lines_of_code": sum(function.nloc for function in functions),
+        "token_count": sum(function.token_count for function in functions),
+        "parses": bool(code.strip()) and _parses(code, language),  # an empty answer is no code, although it parses
+        "functions": len(functions),
+        "ccn_max": max((function.cyclomatic_complexity for function in functions), default=None),
+        "lizard_warnings": sum(1 for function in functions if _over_thresholds(function)),
     }
     if language == "python":
-        item["maintainability_index"] = float(mi_visit(code, multi=True)) if parses else None
+        item["maintainability_index"] = float(mi_visit(code, multi=True)) if item["parses"] else None
     return item
+
+
+@functools.cache
+def _lizard_thresholds() -> dict:
+    """The thresholds of the `lizard` command's warnings, as its own option parser sets them by default."""
+    return dict(lizard.parse_args(["lizard"]).thresholds)
+
+
+def _over_thresholds(function) -> bool:
+    return any(getattr(function, metric) > limit for metric, limit in _lizard_thresholds().items())
+
+
+def _parses(code: str, language: str) -> bool:
+    if language == "python":
+        return _python_parses(code)
+    # imports/usings must stay outside the class the method is wrapped in
+    head = re.match(r"(?:\s*(?:(?:import|package|using)\b[^\n]*|//[^\n]*)\n)*", code).group(0)
+    wrapped = head + WRAPPER % code[len(head):]
+    return not _parser(language).parse(wrapped.encode("utf-8", "surrogatepass")).root_node.has_error
 
 
 def _python_parses(code: str) -> bool:
@@ -112,41 +200,50 @@ def _parser(language: str) -> Parser:
         return Parser(Language(grammar.language()))
 
 
-def _pylint_counts(codes: list[str | None]) -> list[dict[str, int] | None]:
-    """Pylint message counts by category per item, in one pylint run (its start-up dominates); None items skipped."""
-    if all(code is None for code in codes):
-        return [None] * len(codes)
+# ---------------------------------------------------------------- pylint
+
+def pylint_file_name(index: int) -> str:
+    """A name like the study's `<task id>.py`: 24 hex digits, so its module name starts with a digit (invalid-name)."""
+    return f"{index:024x}.py"
+
+
+def _pylint_counts(codes: list[str]) -> list[dict[str, int]]:
+    """Pylint message counts by category per item, in one pylint run over all items (its start-up dominates).
+
+    An item that does not parse gets pylint's answer for such a file, a single syntax-error, without running it.
+    """
+    counts = [dict.fromkeys(PYLINT_KEYS, 0) for _ in codes]
+    linted = {}
+    for index, code in enumerate(codes):
+        if _python_parses(code):
+            linted[pylint_file_name(index)] = index
+        else:
+            counts[index]["pylint_error"] = 1
+    if not linted:
+        return counts
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
-        names = {}
-        for index, code in enumerate(codes):
-            if code is not None:
-                name = f"item_{index:06d}.py"  # a valid module name, so invalid-name never fires for the file
-                Path(tmp, name).write_text(code, encoding="utf-8")
-                names[name] = index
-        messages = _run_pylint(Path(tmp), sorted(names))
-    counts = [None if code is None else dict.fromkeys(PYLINT_CATEGORIES, 0) for code in codes]
+        for name, index in linted.items():
+            # bytes as given: no newline added, none translated
+            Path(tmp, name).write_bytes(codes[index].encode("utf-8", "surrogatepass"))
+        messages = run_pylint(Path(tmp), sorted(linted), disable=PYLINT_CROSS_FILE)
     for message in messages:
-        category = "error" if message["type"] == "fatal" else message["type"]
-        index = names.get(Path(message["path"]).name)
-        if index is not None and category in PYLINT_CATEGORIES:  # "info" messages are not quality findings
-            counts[index][category] += 1
+        key = PYLINT_CATEGORIES.get(message["message-id"][:1])
+        index = linted.get(Path(message["path"]).name)
+        if key is not None and index is not None:
+            counts[index][f"pylint_{key}"] += 1
     return counts
 
 
-def _run_pylint(cwd: Path, files: list[str]) -> list[dict]:
-    # A fixed configuration: no rc file, no settings from the environment or cwd, no stats in the user's cache.
-    # One process (--jobs=1): parallel jobs were slower on typical batches.
-    command = [
-        sys.executable, "-m", "pylint", "--rcfile=/dev/null", "--output-format=json", "--score=n", "--persistent=n",
-        "--jobs=1", f"--disable={','.join(PYLINT_DISABLE)}", *files,
-    ]
+def run_pylint(cwd: Path, files: list[str], disable: tuple[str, ...] = ()) -> list[dict]:
+    """Pylint's messages (its JSON output) for `files` in `cwd`, in one process, default configuration."""
+    # No rc file, no settings from the environment or cwd, no stats in the user's cache; one process (--jobs=1).
+    command = [sys.executable, "-m", "pylint", "--rcfile=/dev/null", "--output-format=json", "--score=n",
+               "--persistent=n", "--jobs=1", *([f"--disable={','.join(disable)}"] if disable else []), *files]
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYLINT")}
     env["PYLINTHOME"] = str(cwd / ".pylint.d")
     base_s, per_file_s = PYLINT_TIMEOUT_S
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=base_s + per_file_s * len(files),
-        check=False,
-    )
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=base_s + per_file_s * len(files), check=False)
     # The exit status is a bit mask of the message categories found; bit 32 means pylint itself failed (usage).
     try:
         messages = json.loads(result.stdout)
@@ -157,32 +254,82 @@ def _run_pylint(cwd: Path, files: list[str]) -> list[dict]:
     return messages
 
 
-def summarize_quality(items: list[dict], language: str) -> dict:
-    """Aggregate of `measure_quality` items for metrics.json.
+# ---------------------------------------------------------------- PMD
 
-    - `n`: number of items; `parse_rate`: fraction that parse.
-    - `ccn_mean`: mean over items of their mean function CCN; `ccn_max`: largest function CCN of all items
-      (both over items where lizard found a function).
-    - `nloc_mean`, `tokens_mean`: means over items.
-    - Python only: `pylint_items` (items linted, i.e. those that parse); `pylint_<category>`: total messages of that
-      category over those items; `pylint_<category>_mean`: the same per linted item; `maintainability_index_mean`:
-      mean over items that parse.
-    A mean over no values is None.
+def pmd_command(pmd: str | os.PathLike) -> list[str]:
+    """The command that runs PMD's CLI, from a PMD installation: its directory, its launcher, or a jar directory."""
+    path = Path(pmd).expanduser()
+    if path.is_file():
+        return [str(path.resolve())]
+    launcher = path / "bin" / "pmd"
+    if launcher.is_file():
+        return [str(launcher.resolve())]
+    if any((path / "lib").glob("pmd-cli-*.jar")):  # jars without the launcher script (e.g. as some packages ship PMD)
+        java = shutil.which("java")
+        if java is None:
+            raise ValueError(f"PMD at {path} needs java on PATH")
+        return [java, "-cp", str((path / "lib").resolve() / "*"), _PMD_MAIN]
+    raise ValueError(f"not a PMD installation (no bin/pmd or lib/pmd-cli-*.jar): {path}")
+
+
+def _pmd_source(code: str, class_name: str) -> str:
+    """The study's wrapper around a Java method for PMD: the item goes in as is, after four spaces."""
+    return "import java.util.*;\n\npublic class " + class_name + " {\n    " + code + "\n}"
+
+
+_PMD_VIOLATION = re.compile(r"^(?P<path>.+?\.java):\d+:\t")
+
+
+def _pmd_counts(launcher: list[str], sources: list[str]) -> list[dict[str, int]]:
+    """PMD violations per item and category: one PMD run per category over all items' files.
+
+    PMD's Java rules look at one file at a time, so this counts what the study's per-file runs counted: the report
+    lines containing ":\\t" (violations); a file PMD cannot parse yields a processing-error line instead, not counted.
     """
-    summary = {
-        "n": len(items),
-        "parse_rate": _mean([float(item["parses"]) for item in items]),
-        "ccn_mean": _mean(_present(items, "ccn")),
-        "ccn_max": max(_present(items, "ccn_max"), default=None),
-        "nloc_mean": _mean(_present(items, "nloc")),
-        "tokens_mean": _mean(_present(items, "tokens")),
-    }
+    counts = [dict.fromkeys(PMD_KEYS, 0) for _ in sources]
+    if not sources:
+        return counts
+    with tempfile.TemporaryDirectory(prefix="quality-pmd-") as tmp:
+        names = {}
+        for index, source in enumerate(sources):
+            name = f"item_{index:06d}.java"
+            Path(tmp, name).write_bytes(source.encode("utf-8", "surrogatepass"))
+            names[name] = index
+        for category in PMD_CATEGORIES:
+            for line in _run_pmd(launcher, Path(tmp), category, len(sources)):
+                match = _PMD_VIOLATION.match(line)
+                index = names.get(Path(match["path"]).name) if match else None
+                if index is not None and ":\t" in line:
+                    counts[index][f"pmd_{category}"] += 1
+    return counts
+
+
+def _run_pmd(launcher: list[str], directory: Path, category: str, files: int) -> list[str]:
+    command = [*launcher, "check", "-d", str(directory), "-R", f"category/java/{category}.xml", "-f", "text",
+               "--no-progress", "--no-cache"]
+    base_s, per_file_s = PMD_TIMEOUT_S
+    result = subprocess.run(command, cwd=directory, capture_output=True, text=True, errors="replace",
+                            timeout=base_s + per_file_s * files, check=False)
+    # 0: no violations, 4: violations found, 5: some files could not be processed (e.g. do not parse)
+    if result.returncode not in (0, 4, 5):
+        raise RuntimeError(f"PMD failed (exit {result.returncode}) for {category}: {result.stderr.strip()[-2000:]}")
+    return result.stdout.splitlines()
+
+
+# ---------------------------------------------------------------- summary
+
+def summarize_quality(items: list[dict], language: str) -> dict:
+    """Aggregate of `measure_quality` items for metrics.json; see the module docstring for the keys."""
+    summary: dict = {"n": len(items), "parse_rate": _mean([float(item["parses"]) for item in items])}
+    for key in STUDY_KEYS:
+        values = _present(items, key)
+        if values or (key in LIZARD_KEYS) or (key in PYLINT_KEYS and language == "python"):
+            summary[key] = sum(values)
+            summary[f"{key}_mean"] = _mean(values)
+    summary["functions"] = sum(_present(items, "functions"))
+    summary["lizard_warnings"] = sum(_present(items, "lizard_warnings"))
+    summary["ccn_max"] = max(_present(items, "ccn_max"), default=None)
     if language == "python":
-        summary["pylint_items"] = len(_present(items, "pylint_error"))
-        for category in PYLINT_CATEGORIES:
-            counts = _present(items, f"pylint_{category}")
-            summary[f"pylint_{category}"] = sum(counts)
-            summary[f"pylint_{category}_mean"] = _mean(counts)
         summary["maintainability_index_mean"] = _mean(_present(items, "maintainability_index"))
     return summary
 
