@@ -192,7 +192,7 @@ def _bf16_supported() -> bool:
 
 
 def study_training_defaults(task: str, strategy: str, device_batch_size: int) -> dict:
-    """The study's training hyper-parameters (NOTES §1), applied wherever the user gave no value."""
+    """The study's training hyper-parameters (its README and scripts), applied wherever the user gave no value."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -209,7 +209,7 @@ def study_training_defaults(task: str, strategy: str, device_batch_size: int) ->
         "optim": ("paged_adamw_8bit" if cuda else "adamw_torch") if strategy == "qlora" else "adamw_torch",
         "bf16": _bf16_supported(),
         "activation_checkpointing": True,  # transformers 5 name of gradient checkpointing
-        "activation_checkpointing_kwargs": {"use_reentrant": False},  # reentrant breaks DDP + peft (NOTES §3 trap B)
+        "activation_checkpointing_kwargs": {"use_reentrant": False},  # reentrant fails under DDP + peft
         "dataloader_pin_memory": cuda,
         "eval_strategy": "steps",
         "save_strategy": "steps",

@@ -6,8 +6,9 @@
 `corpus_chrf` and the per-item mean `codebleu_mean`. BLEU-family and similarity scores are on 0-100 (the libraries' 0-1
 values times 100); `exact_match` is a fraction (0 or 1 per item), compared after stripping surrounding whitespace.
 
-Libraries, verified together: sacrebleu 2.6.0, rouge-score 0.1.2, nltk 3.10.4, codebleu 0.7.0 with tree-sitter 0.22.3,
-tree-sitter-python 0.21.0, tree-sitter-java 0.21.0 and tree-sitter-c-sharp 0.21.0 (the study's versions; newer grammars break codebleu).
+Libraries, verified together: sacrebleu 2.6.0, rouge-score 0.1.2, nltk 3.10.4, codebleu 0.7.0 with tree-sitter
+0.22.3, tree-sitter-python 0.21.0, tree-sitter-java 0.21.0 and tree-sitter-c-sharp 0.21.0 (the study's versions;
+newer grammars break codebleu).
 
 CodeBLEU caveat (codebleu 0.7.0, k4black/codebleu#59): the combined score uses `dataflow_match_score or 1`, so a
 prediction that matches none of the reference's data-flows, or a reference without any, gets the full data-flow

@@ -11,7 +11,8 @@ import logging
 import os
 from pathlib import Path
 
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # harmless kernels-hub warning (NOTES §3)
+# harmless: it only says the optional `kernels` hub package is absent
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments  # noqa: E402
@@ -105,7 +106,8 @@ def _build_qlora(source: str, qlora: QLoraArguments, training: TrainingArguments
                   device_map=device_map, **common)
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
-            # Trap A (NOTES §3): the CPU inference repack breaks the next training step after an eval
+            # On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights for inference at the first eval/generate,
+            # and the repack breaks the next training step
             module.support_avx512bf16_for_cpu = False
     model = prepare_model_for_kbit_training(
         model,

@@ -1,4 +1,4 @@
-"""The study's prompts (NOTES §1) as chat messages, shared by training and inference.
+"""The study's prompts (from its training and inference scripts) as chat messages, shared by training and inference.
 
 A row (see `common.data`) carries `task`, `language` (a language, or a direction such as "java-cs"), `source` (the
 code shown in the prompt, if any), `summary`, `signature` and `reference`. `build_messages` turns it into the

@@ -39,7 +39,7 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
     from common.modeling import build_model, load_tokenizer
     from common.training import build_trainer, set_eval_and_save_steps
 
-    set_seed(training.seed)  # before the model: peft draws the LoRA init from the global RNG (NOTES §7)
+    set_seed(training.seed)  # before the model: peft draws the LoRA init from the global RNG
     tokenizer = load_tokenizer(run.model)
     with training.main_process_first(desc="prepare data"):
         train_set, val_set, stats, save_cache = prepare_data(run, tokenizer)

@@ -74,7 +74,8 @@ def test_early_stopping_stops_when_eval_loss_stops_improving(tiny_model, tmp_pat
 
 
 def test_train_eval_train_in_4bit(tiny_model, tmp_path):
-    """NOTES §3 trap A: after an evaluation the next 4-bit training steps must still update the adapter."""
+    """bitsandbytes on AVX512-BF16 CPUs repacks 4-bit weights at eval: later training steps must still update the
+    adapter."""
     out = tmp_path / "run"
     assert run_script("summarization", "qlora", tiny_model, out, max_steps=4, eval_steps=1,
                       lr_scheduler_type="constant", load_best_model_at_end=False, save_total_limit=10) == 0
