@@ -50,12 +50,17 @@ def load_codereval(path: str, languages: list[str], language: str | None = None,
     items = []
     for file in files:
         records = _read_records(file, flag)
+        try:
+            named = file_language(str(file), flag)
+        except UserError:
+            if not language:
+                raise
+            named = language  # a file whose name says no language holds --language's
         for n, record in enumerate(records, 1):
             if not isinstance(record, dict):
                 raise UserError(f"{flag}: record {n} of {file} is not a JSON object")
-            lang = (language or _LANGUAGE_FIELD.get(str(record.get("language", "")).lower())
-                    or file_language(str(file), flag))
-            if lang not in languages and not language:
+            lang = _LANGUAGE_FIELD.get(str(record.get("language", "")).lower()) or named
+            if lang not in ([language] if language else languages):
                 continue
             extra = {"codereval_id": None}
             if "question_id" in record:

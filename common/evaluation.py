@@ -226,7 +226,10 @@ def exclude_items(items: list[dict], path: str) -> list[dict]:
 def read_id_list(path: str) -> set[str]:
     """Ids from a JSON object of id lists (the study's ids_to_discard.json), a JSON list, or one id per line."""
     file = Path(path).expanduser()
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"--exclude_ids: {file} is not UTF-8 text") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError:

@@ -253,3 +253,17 @@ def test_study_flag_errors(flag_args, needle, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
     assert ce.read_text() == before and not (tmp_path / "o").exists()
+
+
+def test_language_flag_filters_a_folder_of_both_languages(tmp_path):
+    from common.evaluation import build_items, parse_eval_args
+
+    folder = tmp_path / "codereval"
+    folder.mkdir()
+    _write_jsonl(folder / "CEPythonHumanLabel.jsonl", HUMANLABEL)
+    _write_jsonl(folder / "CEJavaHumanLabel.jsonl", JAVA_HUMANLABEL)
+    common = ["--benchmark", "codereval", "--test_dataset", str(folder), "--predictions_file", "x"]
+    both = build_items("generation", parse_eval_args("generation", common))
+    assert sorted(it["language"] for it in both) == ["java", "python", "python", "python"]
+    java = build_items("generation", parse_eval_args("generation", [*common, "--language", "java"]))
+    assert [(it["id"], it["language"]) for it in java] == [(f"java:{JAVA_HUMANLABEL[0]['question_id']}", "java")]
