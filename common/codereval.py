@@ -21,13 +21,15 @@ RECORD_FIELDS = ("_id", "code")
 
 
 def is_codereval_file(path: str) -> bool:
-    """Whether a file (or every JSON file of a folder) holds CoderEval records, judged by its first record."""
+    """Whether a file (or every JSON file of a folder) holds CoderEval records, judged by its first record: an id
+    field of either shape, or a HumanLabel-like `signature` without the `output` of training-style data."""
     try:
         records = _read_records(_codereval_files(Path(path).expanduser())[0], "--test_dataset", first_only=True)
     except Exception:  # noqa: BLE001 - not readable as CoderEval: let the generic loader report it
         return False
-    return bool(records) and isinstance(records[0], dict) and (
-        "question_id" in records[0] or "_id" in records[0])
+    first = records[0] if records else None
+    return isinstance(first, dict) and ("question_id" in first or "_id" in first or
+                                        ("signature" in first and "output" not in first))
 
 
 def load_codereval(path: str, languages: list[str], language: str | None = None, prompt: str = "training",
@@ -46,24 +48,31 @@ def load_codereval(path: str, languages: list[str], language: str | None = None,
     """
     from common.data import file_language, first_sentence, split_java_method, split_python_function
 
-    files = _codereval_files(Path(path).expanduser(), flag)
+    root = Path(path).expanduser()
+    files = _codereval_files(root, flag)
     items = []
     for file in files:
         records = _read_records(file, flag)
         try:
             named = file_language(str(file), flag)
         except UserError:
-            if not language:
-                raise
-            named = language  # a file whose name says no language holds --language's
+            named = None  # the records' `language` field, or --language, must tell
         for n, record in enumerate(records, 1):
             if not isinstance(record, dict):
                 raise UserError(f"{flag}: record {n} of {file} is not a JSON object")
-            lang = _LANGUAGE_FIELD.get(str(record.get("language", "")).lower()) or named
-            if lang not in ([language] if language else languages):
+            lang = _LANGUAGE_FIELD.get(str(record.get("language", "")).lower()) or named or language
+            if lang is None:
+                raise UserError(f"{flag}: cannot tell the language of record {n} of {file.name} (no `language` field, "
+                                f"and the file name says neither java nor python): pass --language java or python")
+            if language and lang != language:
+                if not root.is_dir():  # one file given: it contradicts the flag
+                    raise UserError(f"{flag}: record {n} of {file.name} is a {lang} task, not {language}: drop "
+                                    f"--language {language} or pass a {language} file")
+                continue  # a folder of both languages: --language picks one
+            if not language and lang not in languages:
                 continue
             extra = {"codereval_id": None}
-            if "question_id" in record:
+            if {"question_id", "signature", "input"} & set(record):  # the study's HumanLabel shape
                 _require(record, HUMANLABEL_FIELDS, n, file, flag)
                 rid, signature, reference = record["question_id"], record["signature"], ""
                 summary = " ".join(str(record["docstring"]).split())
@@ -145,15 +154,22 @@ def export_codereval(path: str, items: list[dict], answers: list[str]) -> list[P
         rid = (item.get("extra") or {}).get("codereval_id")
         if rid is not None:
             by_language.setdefault(item["language"], []).append({"_id": rid, "generate_results": [answer]})
-    target = Path(path).expanduser()
     written = []
-    for lang, rows in sorted(by_language.items()):
-        file = target if len(by_language) == 1 else target.with_name(f"{target.stem}_{lang}{target.suffix}")
+    for file, (_, rows) in zip(export_targets(path, items), sorted(by_language.items())):
         tmp = file.with_name(file.name + ".tmp")
         tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
         tmp.replace(file)
         written.append(file)
     return written
+
+
+def export_targets(path: str, items: list[dict]) -> list[Path]:
+    """The files `export_codereval` writes, in language order: `path`, or one `{stem}_{language}{suffix}` each."""
+    languages = sorted({it["language"] for it in items if (it.get("extra") or {}).get("codereval_id") is not None})
+    target = Path(path).expanduser()
+    if len(languages) == 1:
+        return [target]
+    return [target.with_name(f"{target.stem}_{lang}{target.suffix}") for lang in languages]
 
 
 def read_codereval_results(paths: list[str]) -> dict[str, dict]:
@@ -178,11 +194,12 @@ def read_codereval_results(paths: list[str]) -> dict[str, dict]:
             rid = str(row["_id"])
             if rid in verdicts:
                 raise UserError(f"--codereval_results: task {rid} appears twice (record {n} of {file})")
-            verdicts[rid] = {"passed": int(_truthy(first["is_pass"])), "code": first.get("generate_code")}
+            passed = _VERDICTS.get(str(first["is_pass"]).strip().lower())
+            if passed is None:
+                raise UserError(f"--codereval_results: record {n} of {file}: `is_pass` is {first['is_pass']!r}; "
+                                f"expected true or false")
+            verdicts[rid] = {"passed": passed, "code": first.get("generate_code")}
     return verdicts
 
 
-def _truthy(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "pass", "passed")
-    return bool(value)
+_VERDICTS = {"true": 1, "1": 1, "false": 0, "0": 0}

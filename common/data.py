@@ -218,8 +218,9 @@ def task_rows(task: str, data: DataArguments, split: str, n: int, seed: int, lan
     build = summarization_rows if task == "summarization" else generation_rows
     flag, source = ("--summarization_dataset", data.summarization_dataset) if task == "summarization" \
         else generation_source(data)
-    if is_single_file(source):
+    if is_single_file(source):  # an evaluation file: its items are paired with predictions (and runs) by `id`
         raw = load_split(source, None, split, flag)
+        require_columns(raw, ("id",), source, flag)
         return build(data, file_language(source, flag, language, raw), split, n, seed, raw=raw)
     return [r for lang in data.language_list for r in build(data, lang, split, n, seed)]
 
@@ -229,19 +230,25 @@ def is_single_file(source: str | None) -> bool:
 
 
 def file_language(path: str, flag: str, given: str | None = None, raw: datasets.Dataset | None = None) -> str:
-    """The one language an evaluation file holds: `given`, else its rows' `language` column, else its name."""
+    """The one language an evaluation file holds: its rows' `language` column, else its name, else `given`
+    (--language). A `given` language the file contradicts is an error, not a relabelling."""
+    name = Path(path).name
+    found, by = set(), "its name"
+    if raw is not None and "language" in raw.column_names:
+        found, by = {_LANGUAGE_ALIASES.get(str(v).strip().lower(), str(v)) for v in raw.unique("language")}, \
+            "its `language` column"
+    if len(found) != 1:
+        found, by = {lang for lang, pattern in _LANGUAGE_IN_NAME.items() if pattern.search(name.lower())}, "its name"
+    if len(found) == 1:
+        (language,) = found
+        if given and given != language:
+            raise UserError(f"{flag}: {name} holds {language} (by {by}), not {given}: drop --language {given} or "
+                            f"pass a {given} file")
+        return language
     if given:
         return given
-    if raw is not None and "language" in raw.column_names:
-        found = {_LANGUAGE_ALIASES.get(str(v).strip().lower()) for v in raw.unique("language")}
-        if len(found) == 1 and None not in found:
-            return found.pop()
-    name = Path(path).name.lower()
-    found = {lang for lang, pattern in _LANGUAGE_IN_NAME.items() if pattern.search(name)}
-    if len(found) == 1:
-        return found.pop()
-    raise UserError(f"{flag}: cannot tell which language {Path(path).name} holds (no `language` column, and its name "
-                    f"says {' and '.join(sorted(found)) or 'neither java nor python'}): pass --language java or "
+    raise UserError(f"{flag}: cannot tell which language {name} holds (no `language` column, and its name says "
+                    f"{' and '.join(sorted(found)) or 'neither java nor python'}): pass --language java or "
                     f"--language python")
 
 

@@ -77,15 +77,22 @@ def bertscore(
 @functools.lru_cache(maxsize=2)
 def _bert_scorer(model_path: str, num_layers: int, device: str):
     """A `bert_score.BERTScorer` with the study's settings, loaded once per (model, layers, device)."""
+    import shutil
+
     from bert_score import BERTScorer
 
-    scorer = BERTScorer(
-        model_type=_bert_score_model_ref(model_path),
-        num_layers=num_layers,
-        idf=False,
-        rescale_with_baseline=False,
-        device=device,
-    )
+    reference = _bert_score_model_ref(model_path)
+    try:
+        scorer = BERTScorer(
+            model_type=reference,
+            num_layers=num_layers,
+            idf=False,
+            rescale_with_baseline=False,
+            device=device,
+        )
+    finally:  # the symlink (if any) is needed only while loading
+        if reference != os.path.abspath(model_path):
+            shutil.rmtree(os.path.dirname(reference), ignore_errors=True)
     # transformers 5 gives a tokenizer saved without `model_max_length` a length of 1e30, which bert-score passes to the
     # fast tokenizer as `max_length` (OverflowError). The study's transformers 4 read 512 for bert-base-uncased (the hub
     # copy's tokenizer_config.json says so): cap it at the model's position limit, which is 512 for BERT.

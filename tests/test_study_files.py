@@ -9,7 +9,7 @@ import logging
 import pytest
 import sacrebleu
 
-from conftest import load_script, read_json
+from conftest import SAMPLES, load_script, read_json
 
 # The shapes of the study's files (field names and layout as published; contents made up here).
 SUMMARIZATION_V2 = [
@@ -165,8 +165,14 @@ def test_exclude_ids(kind, tmp_path, caplog):
                          "--output_dir", out, "--quality", "False") == 0
     assert [r["id"] for r in _lines(out / "predictions.jsonl")] == [
         f"python:{r['question_id']}" for r in HUMANLABEL if r["question_id"] != "62e60f3bd76274f8a4026e10"]
-    assert read_json(out / "metrics.json")["num_items"] == 2
-    assert "dropped 1 items (1 of the 2 listed ids match none); 2 remain: generation/python 2" in caplog.text
+    report = read_json(out / "metrics.json")
+    assert report["num_items"] == 2
+    said = "dropped 1 items; 2 remain (generation/python 2)"
+    assert said in caplog.text and any(said in note for note in report["notes"])
+    if kind == "study_json":  # the Java key's ids do not apply to a Python run, and are not called unmatched
+        assert "its java ids are not for this run's languages" in caplog.text and "match no item" not in caplog.text
+    else:
+        assert "1 of its 2 ids for the evaluated languages match no item" in caplog.text
 
 
 def test_export_and_read_back_harness_verdicts(tmp_path, caplog):
@@ -209,7 +215,7 @@ def test_verdicts_for_other_code_are_flagged_and_the_input_file_is_refused(tmp_p
     with caplog.at_level(logging.WARNING, logger="common"):
         assert _evaluate("generation", "--test_dataset", ce, "--predictions_file", preds, "--codereval_results",
                          results, "--output_dir", tmp_path / "o", "--quality", "False") == 0
-    assert "3 of the verdicts are for code that differs" in caplog.text
+    assert "3 of the --codereval_results verdicts are for code other than the predictions" in caplog.text
     harness_input = _write_jsonl(tmp_path / "in.jsonl", [{"_id": r["question_id"], "generate_results": ["x"]}
                                                          for r in HUMANLABEL])
     assert _evaluate("generation", "--test_dataset", ce, "--predictions_file", preds, "--codereval_results",
@@ -267,3 +273,145 @@ def test_language_flag_filters_a_folder_of_both_languages(tmp_path):
     assert sorted(it["language"] for it in both) == ["java", "python", "python", "python"]
     java = build_items("generation", parse_eval_args("generation", [*common, "--language", "java"]))
     assert [(it["id"], it["language"]) for it in java] == [(f"java:{JAVA_HUMANLABEL[0]['question_id']}", "java")]
+
+
+def test_exclude_ids_in_a_multitask_run_drop_generation_items_only(tmp_path):
+    """The study's summarization sets reuse CoderEval ids; its discard list is about generation tests."""
+    from common.evaluation import build_items, parse_eval_args
+
+    shared = HUMANLABEL[1]["question_id"]
+    v2 = [dict(SUMMARIZATION_V2[0], id=shared), *SUMMARIZATION_V2[1:]]
+    summaries = _write_jsonl(tmp_path / "cs_codereval_eval_dataset_java_v2.jsonl", v2)
+    ce = _write_jsonl(tmp_path / "CEPythonHumanLabel.jsonl", HUMANLABEL)
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps({"CoderEval Python Ids": [shared], "CoderEval Java Ids": [shared]}))
+    args = parse_eval_args("multitask", ["--predictions_file", "x", "--summarization_dataset", str(summaries),
+                                         "--generation_dataset", str(ce), "--translation_dataset",
+                                         str(SAMPLES / "code_to_code_trans"), "--exclude_ids", str(ids)])
+    items = build_items("multitask", args)
+    assert sum(it["task"] == "summarization" for it in items) == 3
+    assert [it["id"] for it in items if it["task"] == "generation"] == [
+        f"python:{r['question_id']}" for r in HUMANLABEL if r["question_id"] != shared]
+
+
+def test_export_never_replaces_outputs_or_inputs(tmp_path, capsys):
+    folder = tmp_path / "codereval"
+    folder.mkdir()
+    python = _write_jsonl(folder / "CEPythonHumanLabel.jsonl", HUMANLABEL)
+    java = _write_jsonl(folder / "CE_java.jsonl", JAVA_HUMANLABEL)
+    preds = _python_answers(tmp_path / "p.jsonl", HUMANLABEL)
+    out = tmp_path / "eval"
+    before = {f: f.read_text() for f in (python, java, preds)}
+    for target, extra in ((out / "predictions.jsonl", ["--language", "python"]),  # this run's own output
+                          (python, ["--language", "python"]),                     # a file of the test folder
+                          (folder / "CE.jsonl", []),                              # writes CE_java.jsonl too
+                          (tmp_path / "p.jsonl", ["--language", "python"])):      # the predictions file
+        code = _evaluate("generation", "--benchmark", "codereval", "--test_dataset", folder, "--predictions_file", preds,
+                         "--export_codereval", target, "--output_dir", out, *extra)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and err[-1].startswith("error: --export_codereval") and "inputs or outputs" in err[-1]
+        assert {f: f.read_text() for f in before} == before and not out.exists()
+
+
+@pytest.mark.parametrize("name,rows,args,needle", [
+    ("cs_codereval_eval_dataset_java_v2.jsonl", SUMMARIZATION_V2, ["--language", "python"],
+     "holds java (by its name), not python"),
+    ("CEJavaHumanLabel.jsonl", JAVA_HUMANLABEL, ["--language", "python"], "is a java task, not python"),
+    ("cs_codereval_eval_dataset_java_v2.jsonl", [{k: v for k, v in r.items() if k != "id"} for r in SUMMARIZATION_V2],
+     [], "lacks the column(s) id"),
+    ("CEPythonHumanLabel.jsonl", [{k: v for k, v in r.items() if k != "question_id"} for r in HUMANLABEL], [],
+     "lacks `question_id`"),
+    ("cs_codereval_eval_dataset_java_v2.jsonl", [SUMMARIZATION_V2[0], SUMMARIZATION_V2[0]], [], "twice"),
+])
+def test_files_that_contradict_the_flags_or_lack_fields(name, rows, args, needle, tmp_path, capsys):
+    data = _write_jsonl(tmp_path / name, rows)
+    task = "generation" if name.startswith("CE") else "summarization"
+    assert _evaluate(task, "--test_dataset", data, "--predictions_file", data, *args,
+                     "--output_dir", tmp_path / "o") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and needle in err and not (tmp_path / "o").exists()
+
+
+def test_record_language_field_tells_the_language(tmp_path):
+    from common.evaluation import build_items, parse_eval_args
+
+    data = _write_jsonl(tmp_path / "tasks.jsonl", [dict(r, language="Python") for r in HUMANLABEL])
+    items = build_items("generation", parse_eval_args("generation", ["--test_dataset", str(data),
+                                                                     "--predictions_file", "x"]))
+    assert {it["language"] for it in items} == {"python"} and len(items) == 3
+
+
+def test_harness_output_must_cover_each_language_and_say_pass_or_fail(tmp_path, capsys):
+    folder = tmp_path / "codereval"
+    folder.mkdir()
+    _write_jsonl(folder / "CEPythonHumanLabel.jsonl", HUMANLABEL)
+    _write_jsonl(folder / "CEJavaHumanLabel.jsonl", JAVA_HUMANLABEL)
+    preds = _write_jsonl(tmp_path / "p.jsonl", [
+        *[{"id": f"python:{r['question_id']}", "prediction": r["signature"] + " pass"} for r in HUMANLABEL],
+        {"id": f"java:{JAVA_HUMANLABEL[0]['question_id']}", "prediction": "int f() { return 1; }"}])
+    python_only = _write_jsonl(tmp_path / "out.jsonl", [
+        {"_id": r["question_id"], "generate_results": [{"is_pass": True}]} for r in HUMANLABEL])
+    common = ["--benchmark", "codereval", "--test_dataset", folder, "--predictions_file", preds,
+              "--output_dir", tmp_path / "o", "--quality", "False"]
+    assert _evaluate("generation", *common, "--codereval_results", python_only) == 2
+    assert "no verdict for any of the java tasks" in capsys.readouterr().err
+    odd = _write_jsonl(tmp_path / "odd.jsonl", [
+        {"_id": HUMANLABEL[0]["question_id"], "generate_results": [{"is_pass": "error"}]}])
+    assert _evaluate("generation", *common, "--codereval_results", odd) == 2
+    assert "`is_pass` is 'error'" in capsys.readouterr().err
+
+
+def test_a_partial_predictions_file_is_said_in_the_notes(tmp_path):
+    ce = _write_jsonl(tmp_path / "CEPythonHumanLabel.jsonl", HUMANLABEL)
+    preds = _python_answers(tmp_path / "p.jsonl", HUMANLABEL[:2])
+    out = tmp_path / "eval"
+    assert _evaluate("generation", "--test_dataset", ce, "--predictions_file", preds, "--output_dir", out,
+                     "--quality", "False") == 0
+    assert any("scored the 2 of 3 items" in note for note in read_json(out / "metrics.json")["notes"])
+
+
+@pytest.mark.parametrize("task,args,needle", [
+    ("summarization", ["--codereval_prompt", "input"], "--codereval_prompt is for CoderEval"),
+    ("translation", ["--language", "java"], "--language is for summarization and generation"),
+    ("generation", ["--bertscore_model", "{tmp}"], "--bertscore_model scores summaries"),
+    ("summarization", ["--bertscore_model", "{tmp}/nope"], "is not a directory"),
+    ("summarization", ["--side_model", "{tmp}"], "has no config.json"),
+    ("generation", ["--benchmark", "humaneval", "--test_dataset", "{tmp}/CE.jsonl"], "drop --test_dataset"),
+])
+def test_flags_that_do_not_apply_or_do_not_work_are_refused(task, args, needle, tmp_path, capsys):
+    args = [a.format(tmp=tmp_path) for a in args]
+    assert _evaluate(task, "--predictions_file", tmp_path / "p.jsonl", *args, "--output_dir", tmp_path / "o") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
+
+
+def test_overall_weights_each_value_by_the_items_behind_it():
+    from common.evaluation import _overall
+
+    groups = {  # java: every item has a reference; python: 2 of 5 have, and 3 of the 5 tasks got no verdict
+        "java": {"codebleu": 60.0, "exact_match": 0.5, "pass@1": 0.5, "executed": 2, "n": 2},
+        "python": {"codebleu": 30.0, "exact_match": 0.0, "scored": 2, "pass@1": 0.2, "executed": 2,
+                   "no_verdict": 3, "n": 5},
+    }
+    overall = _overall(groups)
+    assert overall["n"] == 7 and overall["scored"] == 4 and overall["executed"] == 4 and overall["no_verdict"] == 3
+    assert overall["codebleu"] == pytest.approx((2 * 60 + 2 * 30) / 4)
+    assert overall["pass@1"] == pytest.approx((0.5 * 2 + 0.2 * 5) / 7)
+    summaries = {"java": {"bertscore_f1": 65.1, "bertscore_pairs": 1, "bleu": 10.0, "exact_match": 0.0, "n": 12},
+                 "python": {"bertscore_f1": 65.86, "bertscore_pairs": 12, "bleu": 20.0, "exact_match": 0.0, "n": 12}}
+    overall = _overall(summaries)
+    assert overall["bertscore_f1"] == pytest.approx((65.1 + 12 * 65.86) / 13)
+    assert overall["bleu"] == pytest.approx(15.0) and overall["bertscore_pairs"] == 13
+
+
+def test_an_id_list_keyed_by_language_applies_to_that_language(tmp_path):
+    from common.evaluation import build_items, parse_eval_args
+
+    ce = _write_jsonl(tmp_path / "CEPythonHumanLabel.jsonl", HUMANLABEL)
+    ids = tmp_path / "ids.json"
+    first, second = HUMANLABEL[0]["question_id"], HUMANLABEL[1]["question_id"]
+    ids.write_text(json.dumps({"CoderEval Java Ids with Unreliable Tests": [first],
+                               "CoderEval Python Ids with Unreliable Tests": [second]}))
+    items = build_items("generation", parse_eval_args("generation", ["--test_dataset", str(ce), "--predictions_file",
+                                                                     "x", "--exclude_ids", str(ids)]))
+    assert [it["id"] for it in items] == [f"python:{first}", f"python:{HUMANLABEL[2]['question_id']}"]
