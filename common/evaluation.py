@@ -560,8 +560,15 @@ def evaluate(task: str, argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     dropped: list[dict] = []
     notes: list[str] = []
-    items = build_items(task, args, dropped, notes)
+    try:
+        items = build_items(task, args, dropped, notes)
+    except UserError as exc:  # name the flag the user typed
+        if args.test_dataset and task != "multitask":
+            raise UserError(str(exc).replace(f"--{TASK_DATASET_FLAG[task]}", "--test_dataset")) from None
+        raise
     out = Path(args.output_dir or _default_output_dir(task, args))
+    if args.predictions_file and (out / "predictions.jsonl").resolve() == Path(args.predictions_file).resolve():
+        raise UserError(f"--output_dir {out} would overwrite the --predictions_file being scored; write elsewhere")
     if args.export_codereval:
         _check_export_targets(args, items, out)
     if args.predictions_file:

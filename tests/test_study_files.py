@@ -415,3 +415,16 @@ def test_an_id_list_keyed_by_language_applies_to_that_language(tmp_path):
     items = build_items("generation", parse_eval_args("generation", ["--test_dataset", str(ce), "--predictions_file",
                                                                      "x", "--exclude_ids", str(ids)]))
     assert [it["id"] for it in items] == [f"python:{first}", f"python:{HUMANLABEL[2]['question_id']}"]
+
+
+def test_rescoring_never_overwrites_its_predictions_file_and_errors_name_test_dataset(tmp_path, capsys):
+    data = _write_jsonl(tmp_path / "cs_codereval_eval_dataset_java_v2.jsonl", SUMMARIZATION_V2)
+    out = tmp_path / "eval"
+    out.mkdir()
+    preds = _write_jsonl(out / "predictions.jsonl", [{"id": f"java:{SUMMARIZATION_V2[0]['id']}", "prediction": "x"}])
+    before = preds.read_text()
+    assert _evaluate("summarization", "--test_dataset", data, "--predictions_file", preds, "--output_dir", out) == 2
+    assert "would overwrite the --predictions_file" in capsys.readouterr().err and preds.read_text() == before
+    assert _evaluate("summarization", "--test_dataset", tmp_path / "missing.jsonl", "--predictions_file", preds,
+                     "--output_dir", tmp_path / "o") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --test_dataset: no such file")
