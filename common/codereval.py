@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from common.errors import UserError
+from common.report import write_lines
 
 
 # Fields of the two CoderEval shapes: the study's inputs (CE{Python,Java}HumanLabel.jsonl) and CoderEval's own
@@ -156,9 +157,7 @@ def export_codereval(path: str, items: list[dict], answers: list[str]) -> list[P
             by_language.setdefault(item["language"], []).append({"_id": rid, "generate_results": [answer]})
     written = []
     for file, (_, rows) in zip(export_targets(path, items), sorted(by_language.items())):
-        tmp = file.with_name(file.name + ".tmp")
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-        tmp.replace(file)
+        write_lines(file, rows)
         written.append(file)
     return written
 

@@ -8,7 +8,8 @@ import pytest
 
 from common import extraction
 from common.encoding import ChatFormat, encode_row, fit_prompt
-from common.evaluation import build_items, parse_eval_args
+from common.eval_args import parse_eval_args
+from common.eval_items import build_items
 from conftest import SAMPLES, TASKS, load_script, read_json, run_script
 
 DATA = ["--summarization_dataset", str(SAMPLES / "code_to_text"),

@@ -262,7 +262,8 @@ def test_study_flag_errors(flag_args, needle, tmp_path, capsys):
 
 
 def test_language_flag_filters_a_folder_of_both_languages(tmp_path):
-    from common.evaluation import build_items, parse_eval_args
+    from common.eval_args import parse_eval_args
+    from common.eval_items import build_items
 
     folder = tmp_path / "codereval"
     folder.mkdir()
@@ -277,7 +278,8 @@ def test_language_flag_filters_a_folder_of_both_languages(tmp_path):
 
 def test_exclude_ids_in_a_multitask_run_drop_generation_items_only(tmp_path):
     """The study's summarization sets reuse CoderEval ids; its discard list is about generation tests."""
-    from common.evaluation import build_items, parse_eval_args
+    from common.eval_args import parse_eval_args
+    from common.eval_items import build_items
 
     shared = HUMANLABEL[1]["question_id"]
     v2 = [dict(SUMMARIZATION_V2[0], id=shared), *SUMMARIZATION_V2[1:]]
@@ -333,7 +335,8 @@ def test_files_that_contradict_the_flags_or_lack_fields(name, rows, args, needle
 
 
 def test_record_language_field_tells_the_language(tmp_path):
-    from common.evaluation import build_items, parse_eval_args
+    from common.eval_args import parse_eval_args
+    from common.eval_items import build_items
 
     data = _write_jsonl(tmp_path / "tasks.jsonl", [dict(r, language="Python") for r in HUMANLABEL])
     items = build_items("generation", parse_eval_args("generation", ["--test_dataset", str(data),
@@ -386,7 +389,7 @@ def test_flags_that_do_not_apply_or_do_not_work_are_refused(task, args, needle, 
 
 
 def test_overall_weights_each_value_by_the_items_behind_it():
-    from common.evaluation import _overall
+    from common.scoring import _overall
 
     groups = {  # java: every item has a reference; python: 2 of 5 have, and 3 of the 5 tasks got no verdict
         "java": {"codebleu": 60.0, "exact_match": 0.5, "pass@1": 0.5, "executed": 2, "n": 2},
@@ -405,7 +408,8 @@ def test_overall_weights_each_value_by_the_items_behind_it():
 
 
 def test_an_id_list_keyed_by_language_applies_to_that_language(tmp_path):
-    from common.evaluation import build_items, parse_eval_args
+    from common.eval_args import parse_eval_args
+    from common.eval_items import build_items
 
     ce = _write_jsonl(tmp_path / "CEPythonHumanLabel.jsonl", HUMANLABEL)
     ids = tmp_path / "ids.json"
