@@ -74,3 +74,18 @@ def _def_start(problem: dict) -> int:
     if match is None:
         raise ValueError(f"{problem['task_id']}: the prompt does not define {problem['entry_point']}")
     return match.start()
+
+
+def humaneval_items(task: str) -> list[dict]:
+    """The 164 problems as evaluation items of `task` (a summary + signature -> code task): the docstring as the summary, the
+    entry point's header as the signature, the canonical solution (without its docstring) as the reference."""
+    from common.code_parts import remove_python_docstring
+
+    items = []
+    for p in load_humaneval():
+        start = p["prompt"].find(f"def {p['entry_point']}(")
+        reference = remove_python_docstring(p["prompt"][start:] + p["canonical_solution"])
+        items.append({"task": task, "language": "python", "id": p["task_id"], "source": "",
+                      "summary": humaneval_summary(p), "signature": humaneval_signature(p), "reference": reference,
+                      "extra": {"humaneval": p}})
+    return items

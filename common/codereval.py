@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from common.errors import UserError
-from common.report import write_lines
+from common.files import write_lines
 
 
 # Fields of the two CoderEval shapes: the study's inputs (CE{Python,Java}HumanLabel.jsonl) and CoderEval's own
@@ -34,8 +34,8 @@ def is_codereval_file(path: str) -> bool:
 
 
 def load_codereval(path: str, languages: list[str], language: str | None = None, prompt: str = "training",
-                   flag: str = "--test_dataset") -> list[dict]:
-    """CoderEval generation items from its files, in file order.
+                   flag: str = "--test_dataset", task: str = "") -> list[dict]:
+    """CoderEval items (of `task`) from its files, in file order.
 
     - The study's `CE{Python,Java}HumanLabel.jsonl`: `question_id`, `input` (CoderEval's prompt: signature and
       docstring), `signature`, `docstring` (the human label). These carry no reference code: the items are scored by
@@ -47,7 +47,8 @@ def load_codereval(path: str, languages: list[str], language: str | None = None,
     HumanLabel `input` verbatim instead, as the study did. The language is `language` (--language), else the
     record's `language` field, else the file name (…Python…, …Java…).
     """
-    from common.data import file_language, first_sentence, split_java_method, split_python_function
+    from common.code_parts import first_sentence, split_java_method, split_python_function
+    from common.data import file_language
 
     root = Path(path).expanduser()
     files = _codereval_files(root, flag)
@@ -94,7 +95,7 @@ def load_codereval(path: str, languages: list[str], language: str | None = None,
                     raise UserError("--codereval_prompt input needs the study's CE*HumanLabel.jsonl files (with an "
                                     f"`input` field); {file.name} has none")
             extra["codereval_id"] = str(rid)
-            item = {"task": "generation", "language": lang, "id": f"{lang}:{rid}", "source": "", "summary": summary,
+            item = {"task": task, "language": lang, "id": f"{lang}:{rid}", "source": "", "summary": summary,
                     "signature": signature, "reference": reference, "extra": extra}
             if "user_prompt" in extra:
                 item["user_prompt"] = extra.pop("user_prompt")

@@ -1,11 +1,11 @@
-"""Model-based summarization metrics of the study: BERTScore and SIDE, from local model directories only.
+"""Model-based summary metrics of the study: BERTScore and SIDE, from local model directories only.
 
 BERTScore is computed by the `bert-score` package itself (pinned to 0.3.13, the study's version) with the study's settings:
 the local copy of `bert-base-uncased` as the model, `num_layers=12`, `batch_size=8`, no idf weighting, no baseline
 rescaling. As in the study, only pairs whose prediction and reference are both non-empty after `.strip()` are scored; the
 others get `None` (they are left out of the mean, not counted as zero).
 
-SIDE (Java only in the study) follows the study's `evaluate_summarization_metrics.py`: for each item the list
+SIDE (Java only in the study) follows the study's summary-metrics script: for each item the list
 `[code, summary]` goes through the checkpoint's tokenizer as one batch of two sequences (padding, truncation,
 `max_length=512`), the last hidden states are mean-pooled over the attention mask, L2-normalised, and the item's value is
 the cosine between the code and the summary embeddings. Summaries are stripped first (the script stripped every

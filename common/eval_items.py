@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 
 from common import data as rows_module
-from common.args import DataArguments
+from common import tasks as registry
+from common.args import MULTITASK, DataArguments, with_task_data
 from common.errors import UserError
 from common.eval_args import EvalArguments
 from common.extraction import extract_answer
@@ -28,38 +29,36 @@ def build_items(task: str, args: EvalArguments, dropped: list[dict] | None = Non
     Items removed by --exclude_ids are appended to `dropped` when given (a predictions file may still hold them), and
     what was dropped is said in `notes`.
     """
-    data = DataArguments(summarization_dataset=args.summarization_dataset,
-                         translation_dataset=args.translation_dataset, generation_dataset=args.generation_dataset,
-                         languages=args.language or args.languages, directions=args.directions,
-                         remove_docstring=args.remove_docstring)
-    tasks = ("summarization", "generation", "translation") if task == "multitask" else (task,)
+    data = with_task_data(DataArguments)(
+        **{spec.data_flag: getattr(args, spec.data_flag) for spec in registry.TASKS.values()},
+        languages=args.language or args.languages, directions=args.directions, remove_docstring=args.remove_docstring)
     items = []
-    for t in tasks:
-        if t == "generation" and args.benchmark == "humaneval":
-            items += _humaneval_items()
-        elif t == "generation" and args.benchmark == "codereval":
-            from common.codereval import load_codereval
-
-            flag = "--generation_dataset" if task == "multitask" else "--test_dataset"
-            items += load_codereval(args.generation_dataset, data.language_list, args.language,
-                                    args.codereval_prompt, flag)
+    for name in args.tasks:
+        spec = registry.get(name)
+        if args.benchmark in spec.benchmarks:
+            flag = f"--{spec.data_flag}" if task == MULTITASK else "--test_dataset"
+            loaded = spec.benchmarks[args.benchmark].load(args, data.language_list, flag)
+            items += [dict(it, extra=dict(it.get("extra") or {}, benchmark=args.benchmark)) for it in loaded]
         else:
-            items += [dict(r, extra={}) for r in rows_module.task_rows(t, data, args.split, args.num_samples,
+            items += [dict(r, extra={}) for r in rows_module.task_rows(name, data, args.split, args.num_samples,
                                                                        args.seed, args.language)]
     if args.exclude_ids:
-        # multitask: the ids are generation tasks' (the study's are CoderEval tasks with unreliable tests)
-        kept = exclude_items(items, args.exclude_ids, notes, only_task="generation" if task == "multitask" else None)
+        # with a benchmark, its items only (the study's list holds CoderEval tasks, whose ids its code -> docstring
+        # sets reuse); otherwise every item
+        from_benchmark = any(it["extra"].get("benchmark") for it in items)
+        kept = exclude_items(items, args.exclude_ids, notes,
+                             applies=(lambda it: bool(it["extra"].get("benchmark"))) if from_benchmark else None)
         if dropped is not None:
             kept_ids = {id(it) for it in kept}
             dropped += [it for it in items if id(it) not in kept_ids]
         items = kept
-    if args.benchmark != "codexglue" and args.num_samples != -1:  # benchmarks: the first N per language, in order
+    if args.num_samples != -1:  # a benchmark's items: the first N per language, in file order
         seen: dict[tuple[str, str], int] = {}
         kept = []
         for it in items:
             key = (it["task"], it["language"])
             seen[key] = seen.get(key, 0) + 1
-            if it["task"] != "generation" or seen[key] <= args.num_samples:
+            if not it["extra"].get("benchmark") or seen[key] <= args.num_samples:
                 kept.append(it)
         items = kept
     if not items:
@@ -73,15 +72,15 @@ def build_items(task: str, args: EvalArguments, dropped: list[dict] | None = Non
     return items
 
 
-def exclude_items(items: list[dict], path: str, notes: list[str] | None = None,
-                  only_task: str | None = None) -> list[dict]:
-    """Items whose id is not listed in `path` (of `only_task`'s items, when given); says what was dropped."""
+def exclude_items(items: list[dict], path: str, notes: list[str] | None = None, applies=None) -> list[dict]:
+    """Items whose id is not listed in `path` (among the items `applies` accepts, when given); says what was
+    dropped."""
     lists = read_id_list(path)
     kept, hit = [], set()
     for it in items:
         ids = set().union(*(ids for lang, ids in lists.items() if lang in (None, it["language"])))
         names = {it["id"], it["id"].split(":", 1)[-1], (it.get("extra") or {}).get("codereval_id")}
-        matched = names & ids if only_task in (None, it["task"]) else set()
+        matched = names & ids if applies is None or applies(it) else set()
         hit |= matched
         if not matched:
             kept.append(it)
@@ -136,27 +135,12 @@ def read_id_list(path: str) -> dict[str | None, set[str]]:
     return by_language
 
 
-def _humaneval_items() -> list[dict]:
-    from common.benchmarks import humaneval_signature, humaneval_summary, load_humaneval
-    from common.data import remove_python_docstring
-
-    problems = load_humaneval()
-    items = []
-    for p in problems:
-        start = p["prompt"].find(f"def {p['entry_point']}(")
-        reference = remove_python_docstring(p["prompt"][start:] + p["canonical_solution"])
-        items.append({"task": "generation", "language": "python", "id": p["task_id"], "source": "",
-                      "summary": humaneval_summary(p), "signature": humaneval_signature(p), "reference": reference,
-                      "extra": {"humaneval": p}})
-    return items
-
-
 def read_predictions(path: str, items: list[dict], excluded: list[dict] = (),
                      notes: list[str] | None = None) -> tuple[list[dict], list[str], list[str], list[str]]:
     """Items restricted to those in the file, with their prompts (if given), raw outputs and answers.
 
-    Rows are matched on `id`, and on `task` where the row has one (summarization and generation items share ids such
-    as `python:7`). A row's raw `output` is re-extracted when present (as in this toolkit's own predictions.jsonl),
+    Rows are matched on `id`, and on `task` where the row has one (tasks built from the same data share ids such as
+    `python:7`). A row's raw `output` is re-extracted when present (as in this toolkit's own predictions.jsonl),
     otherwise its `prediction`: either way the same extraction every system gets.
     """
     file = Path(path)

@@ -10,18 +10,20 @@ The steps live in their own modules: eval_args (flags), eval_items (test data, p
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from common import cli
+from common import tasks as registry
+from common.args import MULTITASK, REPO_ROOT
 from common.data import is_single_file
 from common.errors import UserError
-from common.eval_args import TASK_DATASET_FLAG, EvalArguments, file_list, parse_eval_args
+from common.eval_args import OWN_DATA, EvalArguments, file_list, parse_eval_args
 from common.eval_items import build_items, read_predictions
 from common.extraction import extract_answer
-from common.report import write_lines, write_text, render_report
+from common.files import write_json, write_lines, write_text
+from common.report import render_report
 from common.scoring import attach_verdicts, score
 
 logger = logging.getLogger("common")
@@ -29,14 +31,14 @@ logger = logging.getLogger("common")
 
 def evaluate(task: str, argv: list[str] | None = None) -> dict:
     args = parse_eval_args(task, argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    cli.setup_logging()
     dropped: list[dict] = []
     notes: list[str] = []
     try:
         items = build_items(task, args, dropped, notes)
     except UserError as exc:  # name the flag the user typed
-        if args.test_dataset and task != "multitask":
-            raise UserError(str(exc).replace(f"--{TASK_DATASET_FLAG[task]}", "--test_dataset")) from None
+        if args.test_dataset and task != MULTITASK:
+            raise UserError(str(exc).replace(f"--{registry.get(task).data_flag}", "--test_dataset")) from None
         raise
     out = Path(args.output_dir or _default_output_dir(task, args))
     if args.predictions_file and (out / "predictions.jsonl").resolve() == Path(args.predictions_file).resolve():
@@ -52,28 +54,32 @@ def evaluate(task: str, argv: list[str] | None = None) -> dict:
         attach_verdicts(items, answers, file_list(args.codereval_results), notes)
     logger.info("scoring %d items", len(items))
     metrics, per_item, quality, per_quality = score(items, answers, args, notes)
-    test_files = {t: str(Path(getattr(args, flag)).expanduser().resolve()) for t, flag in TASK_DATASET_FLAG.items()
-                  if any(it["task"] == t for it in items) and getattr(args, flag) and is_single_file(getattr(args, flag))}
+    test_files = {}
+    for name in args.tasks:
+        source = getattr(args, registry.get(name).data_flag)
+        if is_single_file(source) and any(it["task"] == name for it in items):
+            test_files[name] = str(Path(source).expanduser().resolve())
     report = {"task": task, "system": system, "model_path": args.model_path, "benchmark": args.benchmark,
               "split": args.split, "test_files": test_files, "num_items": len(items), "metrics": metrics["tasks"],
               "quality": quality, "notes": metrics["notes"], "arguments": asdict(args)}
     out.mkdir(parents=True, exist_ok=True)
     write_lines(out / "predictions.jsonl", [
         {"id": it["id"], "task": it["task"],
-         ("direction" if it["task"] == "translation" else "language"): it["language"],
+         ("direction" if registry.get(it["task"]).groups == "directions" else "language"): it["language"],
          "prompt": p, "output": r, "prediction": a, "reference": it["reference"], "scores": s,
          **({"quality": q} if q is not None else {})}
         for it, p, r, a, s, q in zip(items, prompts, raw, answers, per_item, per_quality)])
-    write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    write_json(out / "metrics.json", report)
     write_text(out / "report.md", render_report(report))
     logger.info("wrote %s/{predictions.jsonl,metrics.json,report.md}", out)
     if args.export_codereval:
         from common.codereval import export_codereval
 
         files = export_codereval(args.export_codereval, items, answers)
-        data_flag = "--generation_dataset" if task == "multitask" else "--test_dataset"
+        spec = _codereval_task(items)
+        data_flag = f"--{spec.data_flag}" if task == MULTITASK else "--test_dataset"
         rerun = (f"python {task}/evaluate.py --predictions_file {out / 'predictions.jsonl'} {data_flag} "
-                 f"{args.generation_dataset}" + (f" --exclude_ids {args.exclude_ids}" if args.exclude_ids else "")
+                 f"{getattr(args, spec.data_flag)}" + (f" --exclude_ids {args.exclude_ids}" if args.exclude_ids else "")
                  + (f" --language {args.language}" if args.language else "") + " --codereval_results "
                  + ",".join(f"{f.name}_out.jsonl" for f in files))
         logger.info("wrote the CoderEval harness input %s; run CoderEval's Docker harness on it, then: %s",
@@ -93,13 +99,17 @@ def _check_export_targets(args: EvalArguments, items: list[dict], out: Path) -> 
         raise UserError(f"--export_codereval {args.export_codereval}: the folder {folder} does not exist")
     outputs = {out / name for name in ("predictions.jsonl", "metrics.json", "report.md")}
     inputs = [args.predictions_file, args.exclude_ids, *file_list(args.codereval_results)]
-    source = Path(args.generation_dataset).expanduser()
+    source = Path(getattr(args, _codereval_task(items).data_flag)).expanduser()
     files = [*inputs, *(source.rglob("*") if source.is_dir() else [source])]
     taken = {Path(f).expanduser().resolve() for f in files if f} | {f.resolve() for f in outputs}
     for target in targets:
         if target.resolve() in taken:
             raise UserError(f"--export_codereval: {target} is one of this run's inputs or outputs; write the "
                             f"harness input elsewhere")
+
+
+def _codereval_task(items: list[dict]):
+    return registry.get(next(it["task"] for it in items if (it.get("extra") or {}).get("codereval_id") is not None))
 
 
 def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str], list[str], str]:
@@ -116,12 +126,13 @@ def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str
         prompts_text.append(render_prompt(tokenizer, messages))
         ids.append(prompt)
     raw = [""] * len(items)
-    for kind in ("summarization", "code"):  # summaries and code get different generation budgets
-        chosen = [i for i, it in enumerate(items) if (it["task"] == "summarization") == (kind == "summarization")]
-        if not chosen:
-            continue
-        budget = args.max_new_tokens if args.max_new_tokens is not None else (128 if kind == "summarization" else 512)
-        outs = generate(model, tokenizer, [ids[i] for i in chosen], stop, budget, args.batch_size, desc=kind)
+    budgets: dict[int, list[int]] = {}  # each task its own budget (summaries 128 tokens, code 512)
+    for i, it in enumerate(items):
+        budget = args.max_new_tokens if args.max_new_tokens is not None else registry.get(it["task"]).max_new_tokens
+        budgets.setdefault(budget, []).append(i)
+    for budget, chosen in sorted(budgets.items()):
+        outs = generate(model, tokenizer, [ids[i] for i in chosen], stop, budget, args.batch_size,
+                        desc=f"generate (up to {budget} tokens)")
         for i, out in zip(chosen, outs):
             raw[i] = out
     answers = [extract_answer(it["task"], out, it["language"]) for it, out in zip(items, raw)]
@@ -129,25 +140,21 @@ def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str
 
 
 def _default_output_dir(task: str, args: EvalArguments) -> Path:
-    what = args.benchmark if args.benchmark != "codexglue" else args.split
-    if task != "multitask":  # a test set given as one file: its name, so that two such files do not share a folder
-        source = getattr(args, TASK_DATASET_FLAG[task])
-        if source and args.benchmark != "humaneval" and is_single_file(source):
+    what = args.benchmark if args.benchmark != OWN_DATA else args.split
+    if task != MULTITASK:  # a test set given as one file: its name, so that two such files do not share a folder
+        spec = registry.get(task)
+        source = getattr(args, spec.data_flag)
+        reads = args.benchmark == OWN_DATA or spec.benchmarks[args.benchmark].reads_data
+        if source and reads and is_single_file(source):
             what = Path(source).stem
     if args.predictions_file:
         return Path(args.predictions_file).resolve().parent / f"eval-{task}-{what}-rescored"
     path = Path(args.model_path)
     if path.is_dir():
         return path / f"eval-{task}-{what}"
-    from common.args import REPO_ROOT
-
     return REPO_ROOT / "runs" / "eval" / f"{task}-{path.name.removesuffix('.gguf')}-{what}"
 
 
 def run_cli(task: str, argv: list[str] | None = None) -> int:
-    try:
-        evaluate(task, argv)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    """Entry point of the evaluate.py scripts: 0 on success, 2 with one line on stderr for a user error."""
+    return cli.run(lambda: evaluate(task, argv))

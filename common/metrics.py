@@ -1,6 +1,6 @@
 """Evaluation metrics for generated docstrings and code, each computed by its reference library.
 
-`summarization_scores` and `code_scores` return `(corpus, items)`: one dict of corpus-level values and one dict per
+`text_scores` and `code_scores` return `(corpus, items)`: one dict of corpus-level values and one dict per
 (prediction, reference) pair. An item's keys are also corpus keys, where they hold the mean over items except
 `codebleu` and its components (pooled, as the library computes a corpus); the corpus adds pooled `corpus_bleu`,
 `corpus_chrf` and the per-item mean `codebleu_mean`. BLEU-family and similarity scores are on 0-100 (the libraries' 0-1
@@ -31,20 +31,19 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from common.codebleu_stable import calc_codebleu
+from common.languages import LANGUAGES
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 CODEBLEU_KEYS = (
     "codebleu", "ngram_match_score", "weighted_ngram_match_score", "syntax_match_score", "dataflow_match_score"
 )
-# The project's language names -> codebleu's.
-CODEBLEU_LANGS = {"python": "python", "java": "java", "cs": "c_sharp"}
 
 # Logged by codebleu whenever the references have no data-flow (a one-line reference, an empty one): expected for
 # per-item scores, and the value it warns about is documented above.
 _DATAFLOW_WARNING = "There is no reference data-flows extracted"
 
 
-def summarization_scores(predictions: list[str], references: list[str]) -> tuple[dict, list[dict]]:
+def text_scores(predictions: list[str], references: list[str]) -> tuple[dict, list[dict]]:
     """BLEU, chrF, ROUGE-1/2/L (F-measure, stemmed), METEOR (when WordNet loads) and exact match.
 
     As the study reports them, `bleu` and `chrf` are means of sentence scores (sacrebleu's sentence_bleu and
@@ -76,14 +75,14 @@ def code_scores(predictions: list[str], references: list[str], language: str) ->
     """CodeBLEU and its four components, BLEU and exact match; `language` is "python", "java" or "cs".
 
     Corpus `codebleu` (and components) is one codebleu call over all pairs, pooling its n-gram and data-flow
-    statistics, as the study's translation script reports it; `codebleu_mean` is the mean of the per-item values,
+    statistics, as the study's scripts reported it; `codebleu_mean` is the mean of the per-item values,
     which the study's statistical tests use. `bleu` is the mean sentence BLEU, `corpus_bleu` the corpus BLEU. Empty
     predictions are scored as the library scores them (see the module's caveat).
     """
-    if language not in CODEBLEU_LANGS:
-        raise ValueError(f"language must be one of {sorted(CODEBLEU_LANGS)}, got {language!r}")
+    lang = LANGUAGES[language].codebleu if language in LANGUAGES else None
+    if lang is None:
+        raise ValueError(f"language must be one of {sorted(LANGUAGES)}, got {language!r}")
     _check_pairs(predictions, references)
-    lang = CODEBLEU_LANGS[language]
     with _quiet_codebleu():
         corpus = _scaled_codebleu(predictions, references, lang)
         items = [_scaled_codebleu([pred], [ref], lang) for pred, ref in zip(predictions, references)]
@@ -95,6 +94,35 @@ def code_scores(predictions: list[str], references: list[str], language: str) ->
     corpus["corpus_bleu"] = sacrebleu.corpus_bleu(predictions, [references]).score
     corpus["exact_match"] = _mean(item["exact_match"] for item in items)
     return corpus, items
+
+
+def bertscore_scores(model: str, answers: list[str], items: list[dict], each: list[dict], context,
+                     where: str) -> dict:
+    """BERTScore of summaries against their references, into `each`; group means over the non-empty pairs (the
+    study's convention), with their count as `bertscore_pairs`."""
+    from common import embedding_metrics as em
+
+    values = em.bertscore(answers, [it["reference"] for it in items], model)
+    for item, value in zip(each, values):
+        item.update(value or {})
+    scored = [v for v in values if v is not None]
+    corpus = {"bertscore_pairs": len(scored)}
+    if scored:
+        corpus.update({k: sum(v[k] for v in scored) / len(scored) for k in em.BERTSCORE_KEYS})
+    if len(scored) < len(values):
+        context.note(f"{where}: bertscore over the {len(scored)} of {len(values)} items whose prediction and "
+                     f"reference are non-empty (as the study computed it)")
+    return corpus
+
+
+def side_scores(model: str, answers: list[str], items: list[dict], each: list[dict]) -> dict:
+    """SIDE of summaries against the code they summarize (the items' `source`), into `each`; the group mean."""
+    from common import embedding_metrics as em
+
+    values = em.side([it["source"] for it in items], answers, model)
+    for item, value in zip(each, values):
+        item["side"] = value
+    return {"side": sum(values) / len(values)}
 
 
 @functools.lru_cache(maxsize=1)

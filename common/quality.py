@@ -22,11 +22,11 @@ names of its per-instance CSVs, lower-cased):
 - Java with a PMD installation (`pmd`): `pmd_bestpractices`, `pmd_codestyle`, `pmd_design`, `pmd_errorprone`,
   `pmd_multithreading`, `pmd_performance`: the violations PMD reports for the item with the rules of that category
   (`pmd check -R category/java/<category>.xml -f text`, the report lines containing ":\\t"), on the item wrapped as
-  the study wrapped it: `import java.util.*;`, a blank line, `public class Generated_<id> {` (translation:
-  `Translation<i>`), four spaces and the item, `}`. An item PMD cannot parse has 0 everywhere. Without `pmd` these
+  the study wrapped it: `import java.util.*;`, a blank line, `public class Generated_<id> {` (reformatted
+  items: `Translation<i>`), four spaces and the item, `}`. An item PMD cannot parse has 0 everywhere. Without `pmd` these
   keys are absent.
 
-With `reformat=True` (translation outputs) the tools see the item reformatted as the study's `format_code` did before
+With `reformat=True` (the study's Java<->C# outputs) the tools see the item reformatted as the study's `format_code` did before
 its static analysis (see `reformat_like_study`); `parses` and `maintainability_index` still judge the text as given.
 
 Further measures of our own:
@@ -57,15 +57,9 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import warnings
-from pathlib import Path
 from statistics import fmean
 
 import lizard
@@ -73,54 +67,44 @@ from lizard import analyze_file
 from radon.metrics import mi_visit
 from tree_sitter import Language, Parser
 
-LANGUAGES = ("python", "java", "cs")
-_EXTENSIONS = {"python": "py", "java": "java", "cs": "cs"}
+from common.languages import LANGUAGES, grammar
+from common.linters import PMD_KEYS, PYLINT_KEYS, pmd_command, pmd_counts, pmd_source, pylint_counts
+
 LIZARD_KEYS = ("detection_rate", "cyclomatic_complexity", "lines_of_code", "token_count")
-PYLINT_CATEGORIES = {"E": "error", "W": "warning", "C": "convention", "R": "refactor"}  # first letter of the id
-PYLINT_KEYS = tuple(f"pylint_{name}" for name in PYLINT_CATEGORIES.values())
-PMD_CATEGORIES = ("bestpractices", "codestyle", "design", "errorprone", "multithreading", "performance")
-PMD_KEYS = tuple(f"pmd_{category}" for category in PMD_CATEGORIES)
 STUDY_KEYS = LIZARD_KEYS + PYLINT_KEYS + PMD_KEYS
 
 # Only for parsing: a method is not a compilation unit on its own (PMD gets the study's own wrapper, `_pmd_source`).
 WRAPPER = "public class Wrapper {\n%s\n}\n"
-# Pylint checks that compare the files of one run with each other. One file per run (as the study ran pylint) never
-# triggers them, so disabling them makes one run over all items count exactly what per-file runs count.
-PYLINT_CROSS_FILE = ("duplicate-code", "cyclic-import")
-# Pylint takes ~1.5 s to start and ~25 ms per typical item; a hung run should fail loudly, not stall an evaluation.
-PYLINT_TIMEOUT_S = (120.0, 1.0)  # base, per file
-PMD_TIMEOUT_S = (300.0, 1.0)  # base, per file, per category
-_PMD_MAIN = "net.sourceforge.pmd.cli.PmdCli"
 
 
 def measure_quality(codes: list[str], language: str, *, reformat: bool = False,
                     pmd: str | os.PathLike | None = None) -> list[dict]:
     """Quality measurements of each code item; see the module docstring for the keys.
 
-    reformat: reformat the items as the study did its translation outputs before analysing them (Java/C# only).
+    reformat: reformat the items as the study did its Java<->C# outputs before analysing them (Java/C# only).
     pmd: a PMD installation (its directory, its `bin/pmd` launcher, or a directory holding PMD's jars in `lib/`);
     used for Java only.
     """
     if language not in LANGUAGES:
-        raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
+        raise ValueError(f"language must be one of {tuple(LANGUAGES)}, got {language!r}")
     if reformat and language == "python":
-        raise ValueError("reformat applies to Java/C# translation outputs, not to Python")
+        raise ValueError("reformat applies to Java/C# outputs, not to Python")
     launcher = pmd_command(pmd) if pmd is not None and language == "java" else None
     analysed = [reformat_like_study(code) if reformat else code for code in codes]
     items = [_measure_one(code, text, language) for code, text in zip(codes, analysed)]
     if language == "python":
-        for item, counts in zip(items, _pylint_counts(codes)):
+        for item, counts in zip(items, pylint_counts(codes, [_python_parses(code) for code in codes])):
             item.update(counts)
     if launcher is not None:
-        # The study's class names: Generated_<task id> for generation, Translation<i> for translation.
+        # The study's class names: Translation<i> for the outputs it reformatted, Generated_<task id> otherwise.
         names = [f"Translation{i}" if reformat else f"Generated_{i:024x}" for i in range(len(codes))]
-        for item, counts in zip(items, _pmd_counts(launcher, [_pmd_source(t, n) for t, n in zip(analysed, names)])):
+        for item, counts in zip(items, pmd_counts(launcher, [pmd_source(t, n) for t, n in zip(analysed, names)])):
             item.update(counts)
     return items
 
 
 def reformat_like_study(code: str) -> str:
-    """The study's reformatting of translation outputs before static analysis (`format_code`).
+    """The study's reformatting of its Java<->C# outputs before static analysis (`format_code`).
 
     All whitespace runs become one space; a line break follows every `;`, `{` and `}`; lines are stripped and empty
     ones dropped; each line is indented four spaces per `{` left open, a line that starts with `}` one level less.
@@ -144,7 +128,7 @@ def reformat_like_study(code: str) -> str:
 
 def _measure_one(code: str, text: str, language: str) -> dict:
     """Lizard on the analysed text, parsing (and radon) on the item as given."""
-    functions = analyze_file.analyze_source_code(f"item.{_EXTENSIONS[language]}", text).function_list
+    functions = analyze_file.analyze_source_code(f"item.{LANGUAGES[language].extension}", text).function_list
     item = {
         "detection_rate": int(bool(functions)),
         "cyclomatic_complexity": sum(function.cyclomatic_complexity for function in functions),
@@ -191,129 +175,9 @@ def _python_parses(code: str) -> bool:
 
 @functools.cache
 def _parser(language: str) -> Parser:
-    if language == "java":
-        import tree_sitter_java as grammar
-    else:
-        import tree_sitter_c_sharp as grammar
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # older grammar wheels hand over an int pointer
-        return Parser(Language(grammar.language()))
-
-
-# ---------------------------------------------------------------- pylint
-
-def pylint_file_name(index: int) -> str:
-    """A name like the study's `<task id>.py`: 24 hex digits, so its module name starts with a digit (invalid-name)."""
-    return f"{index:024x}.py"
-
-
-def _pylint_counts(codes: list[str]) -> list[dict[str, int]]:
-    """Pylint message counts by category per item, in one pylint run over all items (its start-up dominates).
-
-    An item that does not parse gets pylint's answer for such a file, a single syntax-error, without running it.
-    """
-    counts = [dict.fromkeys(PYLINT_KEYS, 0) for _ in codes]
-    linted = {}
-    for index, code in enumerate(codes):
-        if _python_parses(code):
-            linted[pylint_file_name(index)] = index
-        else:
-            counts[index]["pylint_error"] = 1
-    if not linted:
-        return counts
-    with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
-        for name, index in linted.items():
-            # bytes as given: no newline added, none translated
-            Path(tmp, name).write_bytes(codes[index].encode("utf-8", "surrogatepass"))
-        messages = run_pylint(Path(tmp), sorted(linted), disable=PYLINT_CROSS_FILE)
-    for message in messages:
-        key = PYLINT_CATEGORIES.get(message["message-id"][:1])
-        index = linted.get(Path(message["path"]).name)
-        if key is not None and index is not None:
-            counts[index][f"pylint_{key}"] += 1
-    return counts
-
-
-def run_pylint(cwd: Path, files: list[str], disable: tuple[str, ...] = ()) -> list[dict]:
-    """Pylint's messages (its JSON output) for `files` in `cwd`, in one process, default configuration."""
-    # No rc file, no settings from the environment or cwd, no stats in the user's cache; one process (--jobs=1).
-    command = [sys.executable, "-m", "pylint", "--rcfile=/dev/null", "--output-format=json", "--score=n",
-               "--persistent=n", "--jobs=1", *([f"--disable={','.join(disable)}"] if disable else []), *files]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYLINT")}
-    env["PYLINTHOME"] = str(cwd / ".pylint.d")
-    base_s, per_file_s = PYLINT_TIMEOUT_S
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=base_s + per_file_s * len(files), check=False)
-    # The exit status is a bit mask of the message categories found; bit 32 means pylint itself failed (usage).
-    try:
-        messages = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        messages = None
-    if result.returncode & 32 or not isinstance(messages, list):
-        raise RuntimeError(f"pylint failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
-    return messages
-
-
-# ---------------------------------------------------------------- PMD
-
-def pmd_command(pmd: str | os.PathLike) -> list[str]:
-    """The command that runs PMD's CLI, from a PMD installation: its directory, its launcher, or a jar directory."""
-    path = Path(pmd).expanduser()
-    if path.is_file():
-        return [str(path.resolve())]
-    launcher = path / "bin" / "pmd"
-    if launcher.is_file():
-        return [str(launcher.resolve())]
-    if any((path / "lib").glob("pmd-cli-*.jar")):  # jars without the launcher script (e.g. as some packages ship PMD)
-        java = shutil.which("java")
-        if java is None:
-            raise ValueError(f"PMD at {path} needs java on PATH")
-        return [java, "-cp", str((path / "lib").resolve() / "*"), _PMD_MAIN]
-    raise ValueError(f"not a PMD installation (no bin/pmd or lib/pmd-cli-*.jar): {path}")
-
-
-def _pmd_source(code: str, class_name: str) -> str:
-    """The study's wrapper around a Java method for PMD: the item goes in as is, after four spaces."""
-    return "import java.util.*;\n\npublic class " + class_name + " {\n    " + code + "\n}"
-
-
-_PMD_VIOLATION = re.compile(r"^(?P<path>.+?\.java):\d+:\t")
-
-
-def _pmd_counts(launcher: list[str], sources: list[str]) -> list[dict[str, int]]:
-    """PMD violations per item and category: one PMD run per category over all items' files.
-
-    PMD's Java rules look at one file at a time, so this counts what the study's per-file runs counted: the report
-    lines containing ":\\t" (violations); a file PMD cannot parse yields a processing-error line instead, not counted.
-    """
-    counts = [dict.fromkeys(PMD_KEYS, 0) for _ in sources]
-    if not sources:
-        return counts
-    with tempfile.TemporaryDirectory(prefix="quality-pmd-") as tmp:
-        names = {}
-        for index, source in enumerate(sources):
-            name = f"item_{index:06d}.java"
-            Path(tmp, name).write_bytes(source.encode("utf-8", "surrogatepass"))
-            names[name] = index
-        for category in PMD_CATEGORIES:
-            for line in _run_pmd(launcher, Path(tmp), category, len(sources)):
-                match = _PMD_VIOLATION.match(line)
-                index = names.get(Path(match["path"]).name) if match else None
-                if index is not None and ":\t" in line:
-                    counts[index][f"pmd_{category}"] += 1
-    return counts
-
-
-def _run_pmd(launcher: list[str], directory: Path, category: str, files: int) -> list[str]:
-    command = [*launcher, "check", "-d", str(directory), "-R", f"category/java/{category}.xml", "-f", "text",
-               "--no-progress", "--no-cache"]
-    base_s, per_file_s = PMD_TIMEOUT_S
-    result = subprocess.run(command, cwd=directory, capture_output=True, text=True, errors="replace",
-                            timeout=base_s + per_file_s * files, check=False)
-    # 0: no violations, 4: violations found, 5: some files could not be processed (e.g. do not parse)
-    if result.returncode not in (0, 4, 5):
-        raise RuntimeError(f"PMD failed (exit {result.returncode}) for {category}: {result.stderr.strip()[-2000:]}")
-    return result.stdout.splitlines()
+        return Parser(Language(grammar(language).language()))
 
 
 # ---------------------------------------------------------------- summary

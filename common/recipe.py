@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from pathlib import Path
 
+from common import cli, encoding
 from common import data as rows
-from common import encoding
-from common.args import DEMO_MODEL_DIR, RunArgs, parse_args
+from common.args import DEMO_MODEL_DIR, MULTITASK, RunArgs
 from common.errors import UserError
+from common.run_args import parse_args
 
 logger = logging.getLogger("common")
 
@@ -27,7 +27,7 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
     """Train one model; returns the final train (and eval) metrics."""
     run = parse_args(task, strategy, argv)
     training = run.training
-    _setup_logging(training)
+    cli.setup_logging(logging.INFO if training.should_log else logging.WARNING)
     if run.model.demo and Path(run.model.base_model_name) == DEMO_MODEL_DIR:
         from common.tiny_model import ensure_tiny_model
 
@@ -43,13 +43,13 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
     tokenizer = load_tokenizer(run.model)
     with training.main_process_first(desc="prepare data"):
         train_set, val_set, stats, save_cache = prepare_data(run, tokenizer)
-    eval_set = rows.even_subset(val_set, run.data.eval_samples, training.seed)
+    eval_set = rows.even_subset(val_set, run.data.eval_samples, training.seed)  # even over tasks and languages
     stats["counts"]["eval"] = rows.count_rows(eval_set)
     stats["steps_per_epoch"] = set_eval_and_save_steps(run, len(train_set))
     stats["world_size"] = training.world_size
     _log_plan(run, stats)
 
-    model = build_model(strategy, run.model, run.qlora, training, tokenizer)
+    model = build_model(strategy, run.model, run.qlora, training, tokenizer)  # FFT or QLoRA: ready to train
     trainer = build_trainer(run, model, tokenizer, _model_columns(train_set), _model_columns(eval_set),
                             eval_tasks=eval_set["task"])
     if trainer.is_world_process_zero():  # everything checked: only now does the run write anything
@@ -58,8 +58,7 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
 
     resume = training.resume_from_checkpoint or _last_checkpoint(training.output_dir)
     result = trainer.train(resume_from_checkpoint=resume)
-    if strategy == "fft":
-        model.config.use_cache = True  # gradient checkpointing turned it off; inference wants it
+    model.config.use_cache = True  # gradient checkpointing turned it off; inference wants it
     trainer.save_model()  # QLoRA: the adapter; FFT: the full model; both with the tokenizer
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
@@ -80,7 +79,7 @@ def prepare_data(run: RunArgs, tokenizer):
     Reused from processed_data when the data arguments match; saving is left to the caller, so that a run which
     fails before training leaves nothing behind.
     """
-    payload = {"task": run.task, "seed": run.training.seed, "data": _data_fingerprint_args(run),
+    payload = {"task": run.task, "tasks": run.tasks, "seed": run.training.seed, "data": _data_fingerprint_args(run),
                "tokenizer": [run.model.base_model_name, len(tokenizer), tokenizer.chat_template]}
     key = encoding.fingerprint(payload)
     folder = Path(run.training.output_dir) / "processed_data"
@@ -94,7 +93,7 @@ def prepare_data(run: RunArgs, tokenizer):
     counts, stats = {}, {"truncated": {}, "dropped": {}}
     splits = {}
     for split in ("train", "validation"):
-        split_rows = rows.build_split(run.task, run.data, split, run.training.seed)
+        split_rows = rows.build_split(run.tasks, run.data, split, run.training.seed, mix=run.task == MULTITASK)
         encoded, split_stats = encoding.encode(split_rows, tokenizer, run.data.max_seq_length, desc=f"tokenize {split}")
         if len(encoded) == 0:
             raise UserError(f"every {split} example is longer than --max_seq_length {run.data.max_seq_length}")
@@ -118,12 +117,14 @@ def _nothing() -> None:
 
 
 def _data_fingerprint_args(run: RunArgs) -> dict:
+    from common.tasks import get
+
     d = run.data
-    fields = {k: getattr(d, k) for k in ("summarization_dataset", "translation_dataset", "generation_dataset",
-                                         "languages", "directions", "sample_size", "val_sample_size",
+    fields = {k: getattr(d, k) for k in ("languages", "directions", "sample_size", "val_sample_size",
                                          "max_seq_length", "remove_docstring")}
-    fields["files"] = [encoding.source_stamp(p) for p in (d.summarization_dataset, d.translation_dataset,
-                                                          d.generation_dataset) if p]
+    sources = [get(task).source(d) for task in run.tasks]
+    fields["sources"] = sources
+    fields["files"] = [encoding.source_stamp(path) for _, path in sources if path]
     return fields
 
 
@@ -166,7 +167,8 @@ def _log_plan(run: RunArgs, stats: dict) -> None:
 
 
 def _write_run_config(run: RunArgs, stats: dict) -> None:
-    from common.training import git_revision, library_versions, write_json
+    from common.files import write_json
+    from common.training import git_revision, library_versions
 
     out = Path(run.training.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,22 +176,6 @@ def _write_run_config(run: RunArgs, stats: dict) -> None:
                                           "git_revision": git_revision(), **stats})
 
 
-def _setup_logging(training) -> None:
-    import datasets
-    import transformers
-
-    level = logging.INFO if training.should_log else logging.WARNING
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, force=False)
-    logger.setLevel(level)
-    transformers.utils.logging.set_verbosity_warning()
-    datasets.utils.logging.set_verbosity_warning()
-
-
 def run_cli(task: str, strategy: str, argv: list[str] | None = None) -> int:
     """Entry point of the task scripts: 0 on success, 2 with one line on stderr for a user error."""
-    try:
-        finetune(task, strategy, argv)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return cli.run(lambda: finetune(task, strategy, argv))

@@ -1,19 +1,6 @@
-"""Writing an evaluation's outputs: files replaced atomically, and report.md rendered from metrics.json's content."""
+"""report.md: an evaluation's metrics.json rendered as tables."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
-
-
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_lines(path: Path, rows: list[dict]) -> None:
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def render_report(report: dict) -> str:

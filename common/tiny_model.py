@@ -31,14 +31,15 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from common.prompts import TRANSLATION_SYSTEM
+    from common.tasks import TASKS
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(texts + [TRANSLATION_SYSTEM, "SUMMARY: DONE Summarize Generate expert developer"],
+    prompt_texts = [text for spec in TASKS.values() if spec.in_default_mixture for text in spec.tokenizer_texts]
+    bpe.train_from_iterator(texts + prompt_texts + ["SUMMARY: DONE Summarize Generate expert developer"],
                             trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         model_max_length=2048)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import platform
 import subprocess
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -123,9 +121,3 @@ def git_revision() -> str:
     if rev.returncode != 0:
         return "unknown"
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)

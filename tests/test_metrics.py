@@ -65,8 +65,8 @@ def _codebleu(preds: list[str], refs: list[str], language: str) -> dict[str, flo
     return {key: 100 * scores[key] for key in metrics.CODEBLEU_KEYS}
 
 
-def test_summarization_scores_are_the_libraries():
-    corpus, items = metrics.summarization_scores(DOC_PREDS, DOC_REFS)
+def test_text_scores_are_the_libraries():
+    corpus, items = metrics.text_scores(DOC_PREDS, DOC_REFS)
 
     assert corpus["corpus_bleu"] == pytest.approx(sacrebleu.corpus_bleu(DOC_PREDS, [DOC_REFS]).score)
     assert corpus["corpus_chrf"] == pytest.approx(sacrebleu.corpus_chrf(DOC_PREDS, [DOC_REFS]).score)
@@ -87,7 +87,7 @@ def test_summarization_scores_are_the_libraries():
 
 def test_bleu_and_chrf_are_means_of_sentence_scores_as_the_study_reports():
     """The study averaged sacrebleu's sentence BLEU and sentence chrF; corpus statistics pool n-grams instead."""
-    corpus, items = metrics.summarization_scores(DOC_PREDS, DOC_REFS)
+    corpus, items = metrics.text_scores(DOC_PREDS, DOC_REFS)
     n = len(DOC_PREDS)
     assert corpus["bleu"] == pytest.approx(sum(sacrebleu.sentence_bleu(p, [r]).score
                                                for p, r in zip(DOC_PREDS, DOC_REFS)) / n)
@@ -100,7 +100,7 @@ def test_bleu_and_chrf_are_means_of_sentence_scores_as_the_study_reports():
 
 
 def test_exact_match_ignores_surrounding_whitespace_only():
-    corpus, items = metrics.summarization_scores(["  a b c\n", "a  b c", "x"], ["a b c", "a b c", "y"])
+    corpus, items = metrics.text_scores(["  a b c\n", "a  b c", "x"], ["a b c", "a b c", "y"])
     assert [item["exact_match"] for item in items] == [1.0, 0.0, 0.0]
     assert corpus["exact_match"] == pytest.approx(1 / 3)
     corpus, items = metrics.code_scores(["x = 1\n", "x = 2"], ["x = 1", "x = 1"], "python")
@@ -110,7 +110,7 @@ def test_exact_match_ignores_surrounding_whitespace_only():
 
 def test_meteor_present_iff_wordnet_loads():
     available, reason = metrics.meteor_status()
-    corpus, items = metrics.summarization_scores(DOC_PREDS, DOC_REFS)
+    corpus, items = metrics.text_scores(DOC_PREDS, DOC_REFS)
     assert ("meteor" in corpus) is available
     assert all(("meteor" in item) is available for item in items)
     if not available:
@@ -157,7 +157,7 @@ def test_perfect_prediction_scores_100(language):
 
 
 def test_perfect_summary_scores_100():
-    corpus, _ = metrics.summarization_scores(DOC_REFS, DOC_REFS)
+    corpus, _ = metrics.text_scores(DOC_REFS, DOC_REFS)
     for key in ("bleu", "chrf", "corpus_bleu", "corpus_chrf", *metrics.ROUGE_KEYS):
         assert corpus[key] == pytest.approx(100)
     assert corpus["exact_match"] == 1.0
@@ -187,10 +187,10 @@ def test_codebleu_warning_is_silenced_without_touching_logging(caplog):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: metrics.summarization_scores([], []),
+        lambda: metrics.text_scores([], []),
         lambda: metrics.code_scores([], [], "python"),
         lambda: metrics.code_scores(["a"], ["a", "b"], "java"),
-        lambda: metrics.summarization_scores(["a"], [None]),
+        lambda: metrics.text_scores(["a"], [None]),
         lambda: metrics.code_scores(["a"], ["a"], "c_sharp"),
     ],
 )

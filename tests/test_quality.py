@@ -14,11 +14,9 @@ import pytest
 from lizard import analyze_file
 from radon.metrics import mi_visit
 
-from common import quality
-from common.quality import (
-    LIZARD_KEYS, PMD_KEYS, PYLINT_CROSS_FILE, PYLINT_KEYS, measure_quality, pmd_command, pylint_file_name,
-    reformat_like_study, run_pylint, summarize_quality,
-)
+from common import linters
+from common.linters import PMD_KEYS, PYLINT_CROSS_FILE, PYLINT_KEYS, pmd_command, pylint_file_name, run_pylint
+from common.quality import LIZARD_KEYS, measure_quality, reformat_like_study, summarize_quality
 
 DOCUMENTED = '''def sign(x):
     """Sign of x."""
@@ -221,7 +219,7 @@ def test_pylint_fatal_and_info_are_not_counted(monkeypatch):
         ids = ["F0002", "I0011", "E1101", "W0612", "W0613", "C0103", "R0903", "R1705"]
         return [{"path": str(cwd / files[0]), "message-id": message_id} for message_id in ids]
 
-    monkeypatch.setattr(quality, "run_pylint", fake_run)
+    monkeypatch.setattr(linters, "run_pylint", fake_run)
     (counts,) = measure_quality(["x = 1\n"], "python")
     assert [counts[key] for key in PYLINT_KEYS] == [1, 2, 1, 2]
 

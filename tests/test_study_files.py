@@ -374,9 +374,9 @@ def test_a_partial_predictions_file_is_said_in_the_notes(tmp_path):
 
 
 @pytest.mark.parametrize("task,args,needle", [
-    ("summarization", ["--codereval_prompt", "input"], "--codereval_prompt is for CoderEval"),
+    ("summarization", ["--codereval_prompt", "input"], "--codereval_prompt is for the generation task"),
     ("translation", ["--language", "java"], "--language is for summarization and generation"),
-    ("generation", ["--bertscore_model", "{tmp}"], "--bertscore_model scores summaries"),
+    ("generation", ["--bertscore_model", "{tmp}"], "--bertscore_model is for the summarization task"),
     ("summarization", ["--bertscore_model", "{tmp}/nope"], "is not a directory"),
     ("summarization", ["--side_model", "{tmp}"], "has no config.json"),
     ("generation", ["--benchmark", "humaneval", "--test_dataset", "{tmp}/CE.jsonl"], "drop --test_dataset"),

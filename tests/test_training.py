@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from common import data as data_module
-from common.args import parse_args
+from common.run_args import parse_args
 from common.modeling import build_model, load_tokenizer
 from common.training import steps_per_epoch
 from conftest import base_args, read_json, run_script

@@ -1,0 +1,263 @@
+"""A training run's arguments: the study's defaults filled in, and every combination checked, before anything loads.
+
+`parse_args(task, strategy, argv)` returns a `RunArgs` whose `training` is a real `TrainingArguments` with the study's
+defaults wherever the user did not give a value; a bad combination fails in one line (UserError) before any model or
+data is loaded. `task` is a registered task or "multitask" (the mixture, `--tasks`). `--config FILE` (YAML or JSON,
+e.g. configs/mt-qlora.yaml) supplies flags as if typed before the command line's own, which therefore win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from transformers import HfArgumentParser, TrainingArguments
+
+from common import tasks as registry
+from common.args import (DEMO_MODEL_DIR, MULTITASK, REPO_ROOT, SAMPLES_DIR, STRATEGIES, DataArguments, ModelArguments,
+                         RunArgs, given_flags, make_parser, split_choices, with_task_data)
+from common.errors import UserError
+from common.languages import DIRECTIONS, SOURCE_LANGUAGES
+
+
+def build_parser(strategy: str) -> HfArgumentParser:
+    from common.modeling import STRATEGY_FLAGS
+
+    extra = [STRATEGY_FLAGS[strategy]] if STRATEGY_FLAGS[strategy] else []
+    return make_parser([ModelArguments, with_task_data(DataArguments), *extra, TrainingArguments])
+
+
+def default_output_dir(task: str, tasks: list[str], strategy: str, model_name: str) -> str:
+    """runs/{task}-{strategy}-{model}; a mixture other than the default one names its tasks."""
+    if task == MULTITASK and tasks != registry.default_mixture():
+        task = f"{MULTITASK}-{'+'.join(tasks)}"
+    short = Path(model_name.rstrip("/")).name.removesuffix(".gguf") or "model"
+    return str(REPO_ROOT / "runs" / f"{task}-{strategy}-{short}")
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def study_training_defaults(tasks: list[str], mixture: bool, strategy: str, device_batch_size: int) -> dict:
+    """The study's training hyper-parameters (its README and scripts), applied wherever the user gave no value."""
+    import torch
+
+    from common.modeling import strategy_defaults
+
+    cuda = torch.cuda.is_available()
+    cpu_ddp = not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    defaults = {
+        "per_device_train_batch_size": device_batch_size,
+        "per_device_eval_batch_size": device_batch_size,
+        "gradient_accumulation_steps": 16,
+        "num_train_epochs": 5,
+        "learning_rate": 1e-4,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 1000,
+        "bf16": _bf16_supported(),
+        "activation_checkpointing": True,  # transformers 5 name of gradient checkpointing
+        "activation_checkpointing_kwargs": {"use_reentrant": False},  # reentrant fails under DDP + peft
+        "dataloader_pin_memory": cuda,
+        "eval_strategy": "steps",
+        "save_strategy": "steps",
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+        "label_names": ["labels"],  # PEFT models hide the forward signature; without this no eval_loss
+        "logging_steps": 10,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "ddp_find_unused_parameters": False,
+        # torchrun on CPUs: without gloo + use_cpu accelerate sees no distributed set-up, and every process would
+        # train alone and race on the output folder
+        "ddp_backend": "gloo" if cpu_ddp else None,
+        "use_cpu": cpu_ddp,
+        **strategy_defaults(strategy),
+    }
+    if not mixture:  # a single task's own settings (the study's multi-task runs used the common ones)
+        defaults.update(registry.get(tasks[0]).training_defaults)
+    return defaults
+
+
+def demo_defaults() -> dict:
+    """What `--demo` changes: a tiny local model, the shipped samples, settings that finish in seconds on a CPU."""
+    data = {spec.data_flag: str(SAMPLES_DIR / spec.demo_data) for spec in registry.TASKS.values() if spec.demo_data}
+    return {
+        "base_model_name": str(DEMO_MODEL_DIR),
+        **data,
+        "device_batch_size": 8,
+        "per_device_train_batch_size": 8,
+        "per_device_eval_batch_size": 8,
+        "gradient_accumulation_steps": 1,
+        "num_train_epochs": 3,
+        "learning_rate": 2e-3,
+        "warmup_steps": 5,
+        "eval_samples": -1,
+        "logging_steps": 5,
+        "bnb_4bit_compute_dtype": "float32",
+    }
+
+
+def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunArgs:
+    """Parse and validate; raises UserError with one line for anything the user must fix."""
+    if (task != MULTITASK and task not in registry.TASKS) or strategy not in STRATEGIES:
+        raise ValueError(f"unknown task/strategy {task}/{strategy}")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(strategy)
+    argv = with_config(argv, f"{task}/{strategy}_train.py", parser)
+    given = given_flags(argv)
+    try:
+        namespace = parser.parse_args(argv)
+    except argparse.ArgumentError as exc:  # raised instead of exiting when exit_on_error is off
+        raise UserError(str(exc)) from None
+    values = vars(namespace)
+    tasks = _tasks(task, values["tasks"])
+    values["tasks"] = ",".join(tasks)
+    _fill_model_size(values)
+
+    defaults = study_training_defaults(tasks, task == MULTITASK, strategy, values["device_batch_size"])
+    if values.get("demo"):
+        defaults.update(demo_defaults(), output_dir=default_output_dir(task, tasks, strategy, "demo"))
+    for old, new in (("gradient_checkpointing", "activation_checkpointing"),
+                     ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
+        if old in given:  # the deprecated name is honoured only while the new one is unset
+            given.add(new)
+            values[new] = values[old]
+    for name, value in defaults.items():
+        if name not in given and name in values:
+            values[name] = value
+    if "output_dir" not in given and not values.get("demo"):
+        values["output_dir"] = default_output_dir(task, tasks, strategy, values["base_model_name"])
+    if "device_batch_size" in given:
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+            if name not in given:
+                values[name] = values["device_batch_size"]
+
+    _validate(strategy, values)
+    notes = _resolve_strategies(values, given)
+    # Best-model loading needs eval/save steps that line up, and they depend on the number of training examples:
+    # build TrainingArguments without it, and switch it on once the data has fixed the steps (training.py).
+    load_best = values["load_best_model_at_end"]
+    values["load_best_model_at_end"] = False
+
+    model_args, data_args, *rest = _instantiate(parser, values)
+    strategy_args = rest[0] if len(rest) == 2 else None
+    training_args = rest[-1]
+    training_args.load_best_model_at_end = load_best
+    return RunArgs(task, tasks, strategy, model_args, data_args, strategy_args, training_args, given, argv, notes)
+
+
+def with_config(argv: list[str], script: str, parser: HfArgumentParser) -> list[str]:
+    """argv with a `--config FILE`'s settings put in front: `key: value` becomes `--key value`."""
+    for i, token in enumerate(argv):
+        if token == "--config" or token.startswith("--config="):
+            path = token.split("=", 1)[1] if "=" in token else (argv[i + 1] if i + 1 < len(argv) else "")
+            rest = argv[:i] + argv[i + (1 if "=" in token else 2):]
+            break
+    else:
+        return argv
+    settings = _read_config(Path(path).expanduser())
+    meant_for = settings.pop("script", None)
+    if meant_for and Path(meant_for).as_posix() != script:
+        raise UserError(f"--config {path} is for {meant_for}, not {script}")
+    known = {opt.lstrip("-") for action in parser._actions for opt in action.option_strings}
+    tokens = []
+    for key, value in settings.items():
+        if key not in known:
+            raise UserError(f"--config {path}: unknown setting {key!r} (settings are the script's flag names)")
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        tokens += [f"--{key}", str(value)]
+    return tokens + rest
+
+
+def _read_config(path: Path) -> dict:
+    import json
+
+    import yaml
+
+    if not path.is_file():
+        raise UserError(f"--config: no such file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        settings = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise UserError(f"--config {path}: cannot read it ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(settings, dict):
+        raise UserError(f"--config {path}: expected `flag: value` settings, one per line")
+    return settings
+
+
+def _fill_model_size(values: dict) -> None:
+    name, size = values["base_model_name"], values.get("model_size")
+    if "{model_size}" in name:
+        if not size:
+            raise UserError(f"--base_model_name {name} needs --model_size (e.g. 0.5B, 1.5B, 3B, 7B)")
+        values["base_model_name"] = name.replace("{model_size}", size)
+    elif size:
+        raise UserError(f"--model_size {size}: --base_model_name {name} has no {{model_size}} to fill")
+
+
+def _tasks(task: str, value: str | None) -> list[str]:
+    if task != MULTITASK:
+        if value and value != task:
+            raise UserError(f"--tasks is for the multitask scripts; {task} scripts train {task}")
+        return [task]
+    return registry.parse_tasks(value)
+
+
+def _resolve_strategies(values: dict, given: set[str]) -> list[str]:
+    """Saving follows evaluation unless given; best-model loading only where checkpoints match evaluations."""
+    notes = []
+    evaluation, load_best = values["eval_strategy"], values["load_best_model_at_end"]
+    if "save_strategy" not in given and evaluation != "no":
+        values["save_strategy"] = evaluation
+    saving = values["save_strategy"]
+    if evaluation == "no":
+        values["load_best_model_at_end"] = False
+    elif load_best and saving not in (evaluation, "best"):
+        if "load_best_model_at_end" in given:
+            raise UserError(f"--save_strategy {saving} with --eval_strategy {evaluation} cannot load the best model: "
+                            f"save at the evaluations or pass --load_best_model_at_end False")
+        values["load_best_model_at_end"] = False
+        notes.append(f"--save_strategy {saving}: the best model is not loaded at the end (no matching checkpoints)")
+    return notes
+
+
+def _instantiate(parser: HfArgumentParser, values: dict):
+    outputs = []
+    for dtype in parser.dataclass_types:
+        names = {f.name for f in dataclasses.fields(dtype) if f.init}
+        kwargs = {k: v for k, v in values.items() if k in names}
+        try:
+            outputs.append(dtype(**kwargs))
+        except (ValueError, TypeError) as exc:
+            raise UserError(" ".join(str(exc).split())) from None
+    return outputs
+
+
+def _validate(strategy: str, v: dict) -> None:
+    from common.modeling import check_strategy
+
+    split_choices(v["languages"], SOURCE_LANGUAGES, "--languages")
+    split_choices(v["directions"], DIRECTIONS, "--directions")
+    check_strategy(strategy, v)
+    if v["fp16"] and v["bf16"]:
+        raise UserError("--fp16 and --bf16 are both on: pick one")
+    for name in ("sample_size", "val_sample_size", "eval_samples"):
+        if v[name] == 0 or v[name] < -1:
+            raise UserError(f"--{name} {v[name]}: use a positive number, or -1 for all")
+    if v["device_batch_size"] < 1:
+        raise UserError("--device_batch_size must be at least 1")
+    if v["max_seq_length"] < 16:
+        raise UserError("--max_seq_length must be at least 16")
+    if v["early_stopping_threshold"] is not None and v["early_stopping_patience"] is None:
+        raise UserError("--early_stopping_threshold needs --early_stopping_patience N")
+    if v["early_stopping_patience"] is not None and v["early_stopping_patience"] < 1:
+        raise UserError("--early_stopping_patience must be at least 1")
