@@ -108,9 +108,9 @@ def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunAr
     """Parse and validate; raises UserError with one line for anything the user must fix."""
     if (task != MULTITASK and task not in registry.TASKS) or strategy not in STRATEGIES:
         raise ValueError(f"unknown task/strategy {task}/{strategy}")
-    argv = list(sys.argv[1:] if argv is None else argv)
+    typed = list(sys.argv[1:] if argv is None else argv)  # recorded as typed, --config included
     parser = build_parser(strategy)
-    argv = with_config(argv, f"{task}/{strategy}_train.py", parser)
+    argv = with_config(typed, f"{task}/{strategy}_train.py", parser)
     given = given_flags(argv)
     try:
         namespace = parser.parse_args(argv)
@@ -150,7 +150,7 @@ def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunAr
     strategy_args = rest[0] if len(rest) == 2 else None
     training_args = rest[-1]
     training_args.load_best_model_at_end = load_best
-    return RunArgs(task, tasks, strategy, model_args, data_args, strategy_args, training_args, given, argv, notes)
+    return RunArgs(task, tasks, strategy, model_args, data_args, strategy_args, training_args, given, typed, notes)
 
 
 def with_config(argv: list[str], script: str, parser: HfArgumentParser) -> list[str]:

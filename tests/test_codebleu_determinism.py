@@ -21,6 +21,8 @@ import pytest
 
 from common import codebleu_stable
 
+pytestmark = pytest.mark.slow  # subprocesses under different hash seeds
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("codebleu", "ngram_match_score", "weighted_ngram_match_score", "syntax_match_score", "dataflow_match_score")
 

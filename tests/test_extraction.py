@@ -155,11 +155,13 @@ def _humaneval_pass_at_1(tmp_path, wrap):
     return read_json(out / "metrics.json")["metrics"]["generation"]["python"]
 
 
+@pytest.mark.slow
 def test_humaneval_canonical_solutions_all_pass(tmp_path):
     metrics = _humaneval_pass_at_1(tmp_path, lambda code: code)
     assert (metrics["executed"], metrics["pass@1"]) == (164, 1.0)
 
 
+@pytest.mark.slow
 def test_humaneval_canonical_solutions_all_pass_in_a_fenced_chat_answer(tmp_path):
     metrics = _humaneval_pass_at_1(tmp_path, lambda code: (
         "Here is the completed function:\n```python\n" + code + "```\nThis implementation follows the docstring."))

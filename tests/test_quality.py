@@ -234,6 +234,7 @@ BATCH = [
 ]
 
 
+@pytest.mark.slow
 def test_one_pylint_run_equals_one_run_per_file():
     def key(message):
         return message["message-id"], message["line"], message["column"], message["message"]
@@ -349,6 +350,7 @@ def test_pmd_failure_and_installation_paths(fake_pmd, tmp_path, monkeypatch):
 REAL_PMD = os.environ.get("PMD_PATH")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_PMD, reason="PMD_PATH (a PMD 7.6.0 installation) is not set")
 def test_real_pmd_gives_the_study_values():
     # The study's rows for these C#->Java translations (bestpractices, codestyle, design, errorprone,

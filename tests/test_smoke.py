@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # real processes: the scripts as a user runs them
+
 
 def _run(*args, timeout=300):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

