@@ -71,7 +71,7 @@ def score(items: list[dict], answers: list[str], args: EvalArguments,
                         context.note("pmd is absent: give --pmd PATH (a PMD 7 installation) for the study's PMD "
                                      "counts of Java code")
             task_results[group] = dict(corpus, n=len(idx))
-        task_results["overall"] = _overall(task_results)
+        task_results["overall"] = overall(task_results)
         results[task] = task_results
     return {"tasks": results, "notes": context.notes}, per_item, quality_summary, per_quality
 
@@ -106,7 +106,7 @@ def _pass_at_1(items, answers, idx, timeout, per_item, context: ScoreContext, wh
 COUNTS = ("n", "scored", "bertscore_pairs", "executed", "no_verdict")  # summed; every other value is averaged
 
 
-def _overall(groups: dict) -> dict:
+def overall(groups: dict) -> dict:
     """One group: its values. Several: the counts summed, every other value the mean of the groups' values weighted
     by the items behind it (similarity: the scored items; BERTScore: its non-empty pairs; pass@1: the items it is
     over)."""

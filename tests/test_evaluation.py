@@ -194,6 +194,8 @@ def test_codereval_prompt_file(tmp_path):
                      "--predictions_file", str(preds), "--output_dir", str(out), "--quality", "False") == 0
     rows = _lines(out / "predictions.jsonl")
     assert rows[0]["scores"]["pass@1"] == 1 and "pass@1" not in rows[1]["scores"]  # only the item with tests runs
+    python = read_json(out / "metrics.json")["metrics"]["generation"]["python"]
+    assert (python["pass@1"], python["executed"], python["n"]) == (1.0, 1, 2)  # over the executed items
     assert rows[0]["scores"]["exact_match"] == 1 and rows[1]["scores"]["exact_match"] == 0
     assert rows[0]["reference"] == records[0]["code"].replace('    """Sum."""\n', "")
 

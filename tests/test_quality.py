@@ -460,9 +460,10 @@ def test_translation_cli_reformats_for_analysis_and_runs_pmd_on_java_only(fake_p
         "--pmd", str(fake_pmd), "--output_dir", str(out)]) == 0
     rows = {r["id"]: r for r in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
     for key, code in one_line.items():
-        expected = measure_quality([code], "java" if key.startswith("cs-java") else "cs", reformat=True)[0]
         quality_ = rows[key]["quality"]
-        assert quality_["lines_of_code"] == expected["lines_of_code"] > 1  # raw, the method is one line
+        # reformatted: signature, `if` line, return, `}`, return, `}`; unformatted lizard would count 1 line
+        assert (quality_["lines_of_code"], quality_["cyclomatic_complexity"], quality_["token_count"]) == (6, 2, 22)
+        assert measure_quality([code], "java" if key.startswith("cs-java") else "cs")[0]["lines_of_code"] == 1
         assert rows[key]["prediction"] == code  # the metrics see the raw text
     assert rows["cs-java:0"]["quality"]["pmd_codestyle"] == 1
     assert not any(k.startswith("pmd_") for k in rows["java-cs:0"]["quality"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TASKS, read_json, run_script
+from conftest import ROOT, TASKS, read_json, run_script
 
 EXPECTED_TASKS = {
     "summarization": {"summarization"},
@@ -24,8 +24,15 @@ def _common_artifacts(out, task):
         assert (out / name).exists(), name
     config = read_json(out / "run_config.json")
     assert config["arguments"]["task"] == task
-    assert config["versions"]["torch"].startswith("2.13")
-    assert config["git_revision"]
+    import subprocess
+
+    import torch
+    import transformers
+
+    assert config["versions"]["torch"] == torch.__version__
+    assert config["versions"]["transformers"] == transformers.__version__
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert config["git_revision"] in (head, f"{head}-dirty")
     seen = {key.split("/")[0] for key in config["counts"]["train"]}
     assert seen == EXPECTED_TASKS[task]
     # --sample_size 6 per source: 6 per code-to-text language, 6 pairs used in both directions

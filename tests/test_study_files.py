@@ -389,22 +389,22 @@ def test_flags_that_do_not_apply_or_do_not_work_are_refused(task, args, needle, 
 
 
 def test_overall_weights_each_value_by_the_items_behind_it():
-    from common.scoring import _overall
+    from common.scoring import overall
 
     groups = {  # java: every item has a reference; python: 2 of 5 have, and 3 of the 5 tasks got no verdict
         "java": {"codebleu": 60.0, "exact_match": 0.5, "pass@1": 0.5, "executed": 2, "n": 2},
         "python": {"codebleu": 30.0, "exact_match": 0.0, "scored": 2, "pass@1": 0.2, "executed": 2,
                    "no_verdict": 3, "n": 5},
     }
-    overall = _overall(groups)
-    assert overall["n"] == 7 and overall["scored"] == 4 and overall["executed"] == 4 and overall["no_verdict"] == 3
-    assert overall["codebleu"] == pytest.approx((2 * 60 + 2 * 30) / 4)
-    assert overall["pass@1"] == pytest.approx((0.5 * 2 + 0.2 * 5) / 7)
+    combined = overall(groups)
+    assert combined["n"] == 7 and combined["scored"] == 4 and combined["executed"] == 4 and combined["no_verdict"] == 3
+    assert combined["codebleu"] == pytest.approx((2 * 60 + 2 * 30) / 4)
+    assert combined["pass@1"] == pytest.approx((0.5 * 2 + 0.2 * 5) / 7)
     summaries = {"java": {"bertscore_f1": 65.1, "bertscore_pairs": 1, "bleu": 10.0, "exact_match": 0.0, "n": 12},
                  "python": {"bertscore_f1": 65.86, "bertscore_pairs": 12, "bleu": 20.0, "exact_match": 0.0, "n": 12}}
-    overall = _overall(summaries)
-    assert overall["bertscore_f1"] == pytest.approx((65.1 + 12 * 65.86) / 13)
-    assert overall["bleu"] == pytest.approx(15.0) and overall["bertscore_pairs"] == 13
+    combined = overall(summaries)
+    assert combined["bertscore_f1"] == pytest.approx((65.1 + 12 * 65.86) / 13)
+    assert combined["bleu"] == pytest.approx(15.0) and combined["bertscore_pairs"] == 13
 
 
 def test_an_id_list_keyed_by_language_applies_to_that_language(tmp_path):
