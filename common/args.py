@@ -19,7 +19,6 @@ from transformers.hf_argparser import string_to_bool
 from common.errors import UserError
 from common.languages import DIRECTIONS, SOURCE_LANGUAGES
 
-STRATEGIES = ("fft", "qlora")
 MULTITASK = "multitask"  # the scripts that train or evaluate a mixture of tasks
 DEFAULT_MODEL = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
 
@@ -30,6 +29,10 @@ DEMO_MODEL_DIR = REPO_ROOT / "runs" / "tiny-qwen2"
 
 @dataclass
 class ModelArguments:
+    config: str | None = field(
+        default=None, metadata={"help": "A run config (YAML or JSON `flag: value` settings, e.g. configs/mt-qlora.yaml); "
+                                        "flags given on the command line override it."}
+    )
     base_model_name: str = field(
         default=DEFAULT_MODEL, metadata={"help": "Hub id (e.g. Qwen/Qwen2.5-Coder-1.5B-Instruct) or local model directory."}
     )
@@ -115,7 +118,7 @@ class RunArgs:
     strategy: str
     model: ModelArguments
     data: DataArguments
-    qlora: object | None  # the strategy's own flags (common.modeling), e.g. QLoraArguments
+    strategy_args: object | None  # the strategy's own flags (common.modeling.STRATEGY_FLAGS), e.g. QLoraArguments
     training: TrainingArguments
     given: set[str]  # flags the user passed explicitly
     argv: list[str] = field(default_factory=list)
@@ -128,7 +131,8 @@ class RunArgs:
             "strategy": self.strategy,
             "model": dataclasses.asdict(self.model),
             "data": dataclasses.asdict(self.data),
-            "qlora": dataclasses.asdict(self.qlora) if self.qlora else None,
+            # under the strategy's name (e.g. "qlora"): inference reads the quantization settings back from there
+            **({self.strategy: dataclasses.asdict(self.strategy_args)} if self.strategy_args else {}),
             "training": self.training.to_dict(),
             "argv": self.argv,
         }

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.files import write_lines
+from common.languages import ALIASES
 
 
 # Fields of the two CoderEval shapes: the study's inputs (CE{Python,Java}HumanLabel.jsonl) and CoderEval's own
@@ -62,7 +63,7 @@ def load_codereval(path: str, languages: list[str], language: str | None = None,
         for n, record in enumerate(records, 1):
             if not isinstance(record, dict):
                 raise UserError(f"{flag}: record {n} of {file} is not a JSON object")
-            lang = _LANGUAGE_FIELD.get(str(record.get("language", "")).lower()) or named or language
+            lang = ALIASES.get(str(record.get("language", "")).strip().lower()) or named or language
             if lang is None:
                 raise UserError(f"{flag}: cannot tell the language of record {n} of {file.name} (no `language` field, "
                                 f"and the file name says neither java nor python): pass --language java or python")
@@ -103,7 +104,6 @@ def load_codereval(path: str, languages: list[str], language: str | None = None,
     return items
 
 
-_LANGUAGE_FIELD = {"python": "python", "py": "python", "java": "java"}
 
 
 def _codereval_files(root: Path, flag: str = "--test_dataset") -> list[Path]:

@@ -31,7 +31,7 @@ class EvalArguments:
         "help": "Score an existing predictions file (JSONL rows with `id` and `prediction`) without loading a model."})
     tasks: str | None = field(default=None, metadata={
         "help": "multitask/evaluate.py: the tasks to evaluate, comma-separated (default: the run's own tasks, from "
-                "its run_config.json, else the study's three)."})
+                "its run_config.json, else the default mixture: the study's three)."})
     test_dataset: str | None = field(default=None, metadata={
         "help": "Single-task entry points: short form for that task's dataset flag."})
     split: str = field(default="test", metadata={"help": "Split to evaluate."})
@@ -85,8 +85,10 @@ class EvalArguments:
 
 def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
     """The evaluation's arguments, checked; `task` is a registered task or "multitask"."""
-    (args,) = make_parser([with_task_data(EvalArguments)]).parse_args_into_dataclasses(
-        args=list(sys.argv[1:] if argv is None else argv))
+    args, unknown = make_parser([with_task_data(EvalArguments)]).parse_args_into_dataclasses(
+        args=list(sys.argv[1:] if argv is None else argv), return_remaining_strings=True)
+    if unknown:
+        raise UserError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
     args.tasks = _tasks(task, args)
     specs = [registry.get(t) for t in args.tasks]
     if args.test_dataset:
@@ -105,8 +107,8 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
         known = sorted({name for spec in registry.TASKS.values() for name in spec.benchmarks})
         if args.benchmark in known:
             owners = [s.name for s in registry.TASKS.values() if args.benchmark in s.benchmarks]
-            raise UserError(f"--benchmark {args.benchmark} is a {' and '.join(owners)} benchmark; use "
-                            f"{owners[0]}/evaluate.py or multitask/evaluate.py")
+            raise UserError(f"--benchmark {args.benchmark} is a {' and '.join(owners)} benchmark: "
+                            f"{_how_to_evaluate(task, owners[0])}")
         raise UserError(f"--benchmark {args.benchmark}: choose from {', '.join([OWN_DATA, *known])}")
     if args.benchmark != OWN_DATA:
         spec, benchmark = benchmarks[args.benchmark]
@@ -115,7 +117,7 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
             raise UserError(f"--benchmark {args.benchmark} needs its file(s): {flag} PATH")
         if not benchmark.reads_data and getattr(args, spec.data_flag):
             raise UserError(f"--benchmark {args.benchmark} uses its own problems: drop {flag}")
-    _check_task_flags(args, specs)
+    _check_task_flags(args, specs, task)
     if args.language is not None:
         if args.language not in SOURCE_LANGUAGES:
             raise UserError(f"--language {args.language}: choose from {', '.join(SOURCE_LANGUAGES)}")
@@ -167,13 +169,26 @@ def _tasks(task: str, args) -> list[str]:
         return registry.parse_tasks(args.tasks)
     run_config = Path(args.model_path or "").expanduser() / "run_config.json"
     if args.model_path and run_config.is_file():
-        trained = json.loads(run_config.read_text()).get("arguments", {}).get("tasks")
-        if trained and all(t in registry.TASKS for t in trained):
-            return list(trained)
+        try:
+            trained = json.loads(run_config.read_text()).get("arguments", {}).get("tasks")
+        except (ValueError, AttributeError):
+            raise UserError(f"--model_path: {run_config} is not a run record (unreadable JSON); pass --tasks") from None
+        missing = [t for t in trained or () if t not in registry.TASKS]
+        if missing:
+            raise UserError(f"--model_path: the run was trained on {', '.join(missing)}, which is not a registered "
+                            f"task here: register it (common/tasks/) or pass --tasks")
+        if trained:
+            return registry.parse_tasks(",".join(trained))
     return registry.default_mixture()
 
 
-def _check_task_flags(args, specs) -> None:
+def _how_to_evaluate(script: str, task: str) -> str:
+    if script == MULTITASK:
+        return f"add {task} to --tasks"
+    return f"evaluate it with multitask/evaluate.py --tasks {task}"
+
+
+def _check_task_flags(args, specs, script: str) -> None:
     """Flags that only some tasks use (their specs' `eval_flags`) must be for a task being evaluated; BERTScore and
     SIDE models that were asked for must be usable (a path that is not a model is a mistake, not a metric to leave
     out quietly)."""
@@ -182,8 +197,7 @@ def _check_task_flags(args, specs) -> None:
     for spec in registry.TASKS.values():
         for flag in spec.eval_flags:
             if flag not in used and getattr(args, flag) != defaults[flag]:
-                raise UserError(f"--{flag} is for the {spec.name} task: use {spec.name}/evaluate.py or "
-                                f"multitask/evaluate.py")
+                raise UserError(f"--{flag} is for the {spec.name} task: {_how_to_evaluate(script, spec.name)}")
     from common import embedding_metrics as em
 
     for flag, path, status in (("--bertscore_model", args.bertscore_model, em.bertscore_status),

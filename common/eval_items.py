@@ -15,6 +15,7 @@ from common import data as rows_module
 from common import tasks as registry
 from common.args import MULTITASK, DataArguments, with_task_data
 from common.errors import UserError
+from common.languages import SOURCE_LANGUAGES
 from common.eval_args import EvalArguments
 from common.extraction import extract_answer
 from common.prompts import build_messages
@@ -127,7 +128,7 @@ def read_id_list(path: str) -> dict[str | None, set[str]]:
                         f"one id per line)")
     by_language: dict[str | None, set[str]] = {}
     for key, ids in lists:
-        named = {lang for lang in ("java", "python") if lang in key.lower()}
+        named = {lang for lang in SOURCE_LANGUAGES if lang in key.lower()}
         language = named.pop() if len(named) == 1 else None
         by_language.setdefault(language, set()).update(str(x) for x in ids)
     if not any(by_language.values()):
@@ -149,8 +150,14 @@ def read_predictions(path: str, items: list[dict], excluded: list[dict] = (),
     tasks_of: dict[str, set[str]] = {}
     for it in [*items, *excluded]:
         tasks_of.setdefault(it["id"], set()).add(it["task"])
+    evaluated = {it["task"] for it in [*items, *excluded]}
+    other_tasks = 0
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"--predictions_file: {file} is not UTF-8 text") from None
     by_key: dict[tuple[str, str], dict] = {}
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -162,6 +169,9 @@ def read_predictions(path: str, items: list[dict], excluded: list[dict] = (),
         if not isinstance(row["prediction"], str) or not isinstance(row.get("output", ""), str):
             raise UserError(f"--predictions_file: line {n} of {file}: `prediction` must be text")
         rid = str(row["id"])
+        if row.get("task") in registry.TASKS and row["task"] not in evaluated:
+            other_tasks += 1  # e.g. a multi-task file scored for some of its tasks (--tasks)
+            continue
         candidates = tasks_of.get(rid, set())
         if not candidates:
             raise UserError(f"--predictions_file: id {rid!r} (line {n}) is not among the evaluated items; check "
@@ -176,6 +186,8 @@ def read_predictions(path: str, items: list[dict], excluded: list[dict] = (),
         if key in by_key:
             raise UserError(f"--predictions_file: {key[1]} item {rid!r} appears twice (line {n})")
         by_key[key] = row
+    if other_tasks:
+        logger.info("--predictions_file: ignoring its %d rows of tasks not evaluated here", other_tasks)
     ignored = {(it["id"], it["task"]) for it in excluded} & set(by_key)
     if ignored:
         logger.info("--predictions_file: ignoring the %d rows of items dropped by --exclude_ids", len(ignored))

@@ -115,7 +115,8 @@ def _codereval_task(items: list[dict]):
 def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str], list[str], str]:
     """(prompts, raw outputs, extracted answers, model description) from running the model."""
     from common.encoding import ChatFormat, fit_prompt, render_prompt
-    from common.inference import generate, load_for_inference
+    from common.inference import generate
+    from common.modeling import load_for_inference
 
     model, tokenizer, how = load_for_inference(args.model_path, args.merge_adapter)
     chat = ChatFormat.for_tokenizer(tokenizer)
@@ -141,6 +142,8 @@ def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str
 
 def _default_output_dir(task: str, args: EvalArguments) -> Path:
     what = args.benchmark if args.benchmark != OWN_DATA else args.split
+    if task == MULTITASK and args.tasks != registry.default_mixture():  # two subsets must not share a folder
+        what = f"{'+'.join(args.tasks)}-{what}"
     if task != MULTITASK:  # a test set given as one file: its name, so that two such files do not share a folder
         spec = registry.get(task)
         source = getattr(args, spec.data_flag)

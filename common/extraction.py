@@ -29,13 +29,6 @@ _PROSE = re.compile(r"^(?:(?:Note|Explanation|Example|Output|Usage)\b|[A-Z][a-z'
 _CODE_END = (";", "{", "}", ")", ",", "=>", "->")
 
 
-def answer_language(task: str, group: str) -> str:
-    """The language of a task's answer for a group: the row's language, or e.g. the target side of a direction."""
-    from common.tasks import get
-
-    return get(task).answer_language(group)
-
-
 def extract_answer(task: str, text: str, language: str = "") -> str:
     """The answer inside a model's output, by the task's own rule (its `extract`); `language` is the row's language
     or direction (default: Python, for code)."""

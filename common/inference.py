@@ -5,9 +5,6 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from common.modeling import load_for_inference  # noqa: F401 - where evaluation finds it
-
-
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], stop_ids: list[int], max_new_tokens: int,
              batch_size: int = 8, desc: str = "generate") -> list[str]:

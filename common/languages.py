@@ -6,8 +6,10 @@
 | java | Java | java | java | tree_sitter_java |
 | cs | C# | cs | c_sharp | tree_sitter_c_sharp |
 
-Tasks over code-to-text data run on `SOURCE_LANGUAGES`; directions pair two names ("java-cs"). A new language is a row here (plus its grammar package in requirements.txt) and, for answer extraction,
-a lexer in `common.extraction`.
+Tasks over code-to-text data run on `SOURCE_LANGUAGES` (the --languages choices); `DIRECTIONS` pair two names
+("java-cs"; the --directions choices). A new language is a row here, its grammar package in requirements.txt, its
+entry in those tuples where it applies, and, for answer extraction, a lexer in `common.lexers` and a code-start
+pattern in `common.extraction`.
 """
 
 from __future__ import annotations

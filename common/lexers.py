@@ -9,7 +9,6 @@ literals; C#: comments, chars, regular, verbatim (`@"..."`, `""` escapes), inter
 from __future__ import annotations
 
 import re
-# Each takes a line and what is open at its start (a stack: [] means plain code) and returns what is open at its end.
 
 
 def _skip_quoted(line: str, i: int, quote: str) -> int:

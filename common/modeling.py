@@ -5,7 +5,7 @@ QLoRA: the base quantized to 4-bit by bitsandbytes (nf4 + double quantization, b
 `prepare_model_for_kbit_training`, LoRA adapters on the attention and MLP projections; only the adapters train.
 
 Here too: each strategy's own flags (`STRATEGY_FLAGS`), defaults and checks, and loading a trained run back for
-inference (`load_trained`: an adapter on its 4-bit base, or a full model).
+inference (`load_for_inference`: an adapter on its 4-bit base, or a full model).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
     stats["world_size"] = training.world_size
     _log_plan(run, stats)
 
-    model = build_model(strategy, run.model, run.qlora, training, tokenizer)  # FFT or QLoRA: ready to train
+    model = build_model(strategy, run.model, run.strategy_args, training, tokenizer)  # FFT or QLoRA: ready to train
     trainer = build_trainer(run, model, tokenizer, _model_columns(train_set), _model_columns(eval_set),
                             eval_tasks=eval_set["task"])
     if trainer.is_world_process_zero():  # everything checked: only now does the run write anything

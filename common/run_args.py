@@ -17,8 +17,9 @@ from pathlib import Path
 from transformers import HfArgumentParser, TrainingArguments
 
 from common import tasks as registry
-from common.args import (DEMO_MODEL_DIR, MULTITASK, REPO_ROOT, SAMPLES_DIR, STRATEGIES, DataArguments, ModelArguments,
+from common.args import (DEMO_MODEL_DIR, MULTITASK, REPO_ROOT, SAMPLES_DIR, DataArguments, ModelArguments,
                          RunArgs, given_flags, make_parser, split_choices, with_task_data)
+from common.configs import fill_model_size, with_config
 from common.errors import UserError
 from common.languages import DIRECTIONS, SOURCE_LANGUAGES
 
@@ -106,12 +107,15 @@ def demo_defaults() -> dict:
 
 def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunArgs:
     """Parse and validate; raises UserError with one line for anything the user must fix."""
-    if (task != MULTITASK and task not in registry.TASKS) or strategy not in STRATEGIES:
+    from common.modeling import STRATEGY_FLAGS
+
+    if (task != MULTITASK and task not in registry.TASKS) or strategy not in STRATEGY_FLAGS:
         raise ValueError(f"unknown task/strategy {task}/{strategy}")
     typed = list(sys.argv[1:] if argv is None else argv)  # recorded as typed, --config included
     parser = build_parser(strategy)
     argv = with_config(typed, f"{task}/{strategy}_train.py", parser)
     given = given_flags(argv)
+    typed_flags = given_flags(typed)
     try:
         namespace = parser.parse_args(argv)
     except argparse.ArgumentError as exc:  # raised instead of exiting when exit_on_error is off
@@ -119,7 +123,7 @@ def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunAr
     values = vars(namespace)
     tasks = _tasks(task, values["tasks"])
     values["tasks"] = ",".join(tasks)
-    _fill_model_size(values)
+    fill_model_size(values, typed=typed_flags)
 
     defaults = study_training_defaults(tasks, task == MULTITASK, strategy, values["device_batch_size"])
     if values.get("demo"):
@@ -151,57 +155,6 @@ def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunAr
     training_args = rest[-1]
     training_args.load_best_model_at_end = load_best
     return RunArgs(task, tasks, strategy, model_args, data_args, strategy_args, training_args, given, typed, notes)
-
-
-def with_config(argv: list[str], script: str, parser: HfArgumentParser) -> list[str]:
-    """argv with a `--config FILE`'s settings put in front: `key: value` becomes `--key value`."""
-    for i, token in enumerate(argv):
-        if token == "--config" or token.startswith("--config="):
-            path = token.split("=", 1)[1] if "=" in token else (argv[i + 1] if i + 1 < len(argv) else "")
-            rest = argv[:i] + argv[i + (1 if "=" in token else 2):]
-            break
-    else:
-        return argv
-    settings = _read_config(Path(path).expanduser())
-    meant_for = settings.pop("script", None)
-    if meant_for and Path(meant_for).as_posix() != script:
-        raise UserError(f"--config {path} is for {meant_for}, not {script}")
-    known = {opt.lstrip("-") for action in parser._actions for opt in action.option_strings}
-    tokens = []
-    for key, value in settings.items():
-        if key not in known:
-            raise UserError(f"--config {path}: unknown setting {key!r} (settings are the script's flag names)")
-        if isinstance(value, (list, tuple)):
-            value = ",".join(map(str, value))
-        tokens += [f"--{key}", str(value)]
-    return tokens + rest
-
-
-def _read_config(path: Path) -> dict:
-    import json
-
-    import yaml
-
-    if not path.is_file():
-        raise UserError(f"--config: no such file: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-        settings = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise UserError(f"--config {path}: cannot read it ({' '.join(str(exc).split())[:200]})") from None
-    if not isinstance(settings, dict):
-        raise UserError(f"--config {path}: expected `flag: value` settings, one per line")
-    return settings
-
-
-def _fill_model_size(values: dict) -> None:
-    name, size = values["base_model_name"], values.get("model_size")
-    if "{model_size}" in name:
-        if not size:
-            raise UserError(f"--base_model_name {name} needs --model_size (e.g. 0.5B, 1.5B, 3B, 7B)")
-        values["base_model_name"] = name.replace("{model_size}", size)
-    elif size:
-        raise UserError(f"--model_size {size}: --base_model_name {name} has no {{model_size}} to fill")
 
 
 def _tasks(task: str, value: str | None) -> list[str]:

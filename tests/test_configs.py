@@ -39,7 +39,7 @@ def test_every_config_is_valid_for_its_script(config, size):
     assert run.data.eval_samples == 400 and run.data.sample_size == -1 and run.data.save_processed_data is True
     assert (run.data.early_stopping_patience, run.data.early_stopping_threshold) == (3, 0.001)
     assert run.training.warmup_steps == (100 if task == "translation" else 1000)
-    assert run.qlora is None if strategy == "fft" else (run.qlora.lora_r, run.qlora.lora_alpha) == (8, 16)
+    assert run.strategy_args is None if strategy == "fft" else (run.strategy_args.lora_r, run.strategy_args.lora_alpha) == (8, 16)
     mixture = yaml.safe_load(config.read_text()).get("tasks")
     assert run.tasks == (mixture.split(",") if mixture else
                          ["summarization", "generation", "translation"] if task == "multitask" else [task])
@@ -80,3 +80,39 @@ def test_bad_configs_are_one_line(content, needle, tmp_path, capsys):
 def test_model_size_without_a_placeholder_is_refused(capsys, tmp_path):
     assert load_script("multitask", "qlora").main(["--model_size", "3B", "--output_dir", str(tmp_path / "o")]) == 2
     assert "has no {model_size} to fill" in capsys.readouterr().err
+
+
+def test_a_configs_model_size_is_moot_when_the_command_line_names_the_model():
+    run, _, _ = _parse(ROOT / "configs" / "mt-qlora.yaml", "--base_model_name", "/models/my-coder")
+    assert run.model.base_model_name == "/models/my-coder" and run.model.config.endswith("mt-qlora.yaml")
+
+
+def test_config_is_in_help(capsys):
+    from common.run_args import build_parser
+
+    assert "--config" in build_parser("qlora").format_help()
+
+
+def test_the_order_of_tasks_changes_nothing():
+    from common.run_args import parse_args
+
+    a = parse_args("multitask", "qlora", ["--tasks", "translation,summarization"])
+    b = parse_args("multitask", "qlora", ["--tasks", "summarization,translation"])
+    assert a.tasks == b.tasks == ["summarization", "translation"]
+    assert a.training.output_dir == b.training.output_dir and a.training.output_dir.split("/")[-1].startswith(
+        "multitask-summarization+translation-qlora-")
+
+
+def test_evaluations_of_different_task_subsets_get_their_own_folders(tmp_path):
+    from conftest import SAMPLES
+
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "java-cs:0", "task": "translation", "prediction": "int F() { return 1; }"})
+                     + "\n" + json.dumps({"id": "python:0", "task": "summarization", "prediction": "Adds."}) + "\n")
+    data = ["--summarization_dataset", str(SAMPLES / "code_to_text"), "--translation_dataset",
+            str(SAMPLES / "code_to_code_trans"), "--predictions_file", str(preds), "--quality", "False"]
+    evaluate = load_script("multitask", "evaluate").main
+    assert evaluate([*data, "--tasks", "translation"]) == 0
+    assert evaluate([*data, "--tasks", "summarization"]) == 0
+    folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert folders == ["eval-multitask-summarization-test-rescored", "eval-multitask-translation-test-rescored"]

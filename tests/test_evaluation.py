@@ -7,6 +7,7 @@ import json
 import pytest
 
 from common import extraction
+from common.tasks import get
 from common.encoding import ChatFormat, encode_row, fit_prompt
 from common.eval_args import parse_eval_args
 from common.eval_items import build_items
@@ -74,7 +75,7 @@ def test_rescoring_predictions_reproduces_metrics(tmp_path):
             if it["task"] == "summarization":
                 answer = f"SUMMARY: {it['reference'] if k % 2 else 'Does something.'} DONE"
             else:
-                lang = extraction.answer_language(it["task"], it["language"])
+                lang = get(it["task"]).answer_language(it["language"])
                 head = "import os\n" if lang == "python" else "// translated\n"
                 answer = f"Sure, here it is:\n```{lang}\n{head}{it['reference']}\n```\nHope this helps."
             f.write(json.dumps({"id": it["id"], "task": it["task"], "prediction": answer}) + "\n")

@@ -83,7 +83,7 @@ def _example_losses(model, rows) -> list[tuple[str, float, int, float]]:
 
 
 def test_qlora_trains_on_double_quantized_nf4_with_the_asked_compute_dtype(runs):
-    from common.inference import load_for_inference
+    from common.modeling import load_for_inference
 
     for name, nested in (("multitask", True), ("translation", False)):  # default on; --..._double_quant False
         layers = runs[name]["layers"]
@@ -109,7 +109,7 @@ def test_lora_rank_and_alpha_are_the_given_ones(runs):
 def test_per_task_eval_loss_is_the_shifted_token_weighted_cross_entropy(runs):
     """Recomputed here from the trained model's logits on every validation example: the loss of predicting token t+1
     from tokens <= t, summed over each task's trained tokens and divided by their number."""
-    from common.inference import load_for_inference
+    from common.modeling import load_for_inference
 
     run = runs["multitask"]["dir"]
     model, _, _ = load_for_inference(str(run))
@@ -132,7 +132,7 @@ def test_eval_samples_sets_the_eval_set_size(runs):
     config = read_json(run / "run_config.json")
     assert sum(config["counts"]["validation"].values()) == 6  # 3 pairs, both directions
     assert sum(config["counts"]["eval"].values()) == 1  # --eval_samples 1
-    from common.inference import load_for_inference
+    from common.modeling import load_for_inference
 
     model, _, _ = load_for_inference(str(run))
     losses = [s / n for _, s, n, _ in _example_losses(model, _processed(run, "validation"))]
@@ -260,7 +260,7 @@ def test_overall_is_the_item_weighted_mean_of_the_groups(tmp_path):
 def base(tiny_model):
     """The tiny model as load_for_inference gives it, its weights redrawn (seeded, std 0.2) so that greedy text
     changes from token to token (the random init repeats one token), and four prompts of different lengths."""
-    from common.inference import load_for_inference
+    from common.modeling import load_for_inference
 
     model, tokenizer, _ = load_for_inference(str(tiny_model))
     gen = torch.Generator().manual_seed(0)

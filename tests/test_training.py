@@ -20,7 +20,7 @@ from conftest import base_args, read_json, run_script
 
 def test_qlora_model_is_really_4bit(tiny_model, tmp_path):
     run = parse_args("multitask", "qlora", base_args(tiny_model, tmp_path, bnb_4bit_compute_dtype="float32"))
-    model = build_model("qlora", run.model, run.qlora, run.training, load_tokenizer(run.model))
+    model = build_model("qlora", run.model, run.strategy_args, run.training, load_tokenizer(run.model))
     quantized = {n: m for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
     assert len(quantized) == 2 * 7
     for module in quantized.values():

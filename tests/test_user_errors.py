@@ -54,8 +54,15 @@ def _code_to_text_without_functions(path, model):
         (path / "python" / f"{split}.jsonl").write_text(_jsonl(dict(r, code="x = 1") for r in rows[:4]))
 
 
+def _run_of_an_unregistered_task(path, model):
+    path.mkdir()
+    (path / "run_config.json").write_text(json.dumps({"arguments": {"tasks": ["summarization", "function_name"]}}))
+
+
 # Inputs, created only when a case's argv names them as {t}/NAME.
 FILES = {
+    "run": _run_of_an_unregistered_task,
+    "run_config_as_config.yaml": _text("arguments: {tasks: [summarization]}\n"),
     "CEPythonHumanLabel.jsonl": _text(_jsonl(HUMANLABEL)),
     "preds.jsonl": _text(_jsonl({"id": f"python:{r['question_id']}", "prediction": r["signature"] + "\n    return a"}
                                 for r in HUMANLABEL)),
@@ -195,6 +202,13 @@ FAST = [
                  ["--codereval_results is for the generation task"], id="eval_args-task_flags-other_task"),
     pytest.param(_eval("multitask", *DATA, "--tasks", "summarization", "--predictions_file", PREDS,
                        "--side_model", "{t}"), ["--side_model", "no config.json"], id="eval_args-side_model-unusable"),
+    pytest.param(_eval("generation", *DATA, "--predictions_file", PREDS, "--no_such_flag", "1"),
+                 ["unrecognized arguments: --no_such_flag 1"], id="eval_args-parser-unknown_flag"),
+    pytest.param(_eval("multitask", *DATA, "--model_path", "{t}/run", "--predictions_file", PREDS),
+                 ["the run was trained on function_name, which is not a registered task"],
+                 id="eval_args-tasks-run_task_not_registered"),
+    pytest.param(_train("summarization", "qlora", config="{t}/run_config_as_config.yaml"),
+                 ["--config", "unknown setting 'arguments'"], id="configs-unknown_setting"),
     pytest.param(_eval("generation", *DATA, "--predictions_file", PREDS, "--quality", "maybe"),
                  ["--quality", "'maybe'"], id="eval_args-parser_error-bad_bool"),
     # common/eval_items.py: build_items, read_id_list, read_predictions

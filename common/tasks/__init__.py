@@ -14,7 +14,8 @@ What a spec declares, and who reads it:
   `code_answer` (code quality, pass@1), `quality_reformat`, `max_new_tokens`, `benchmarks` (--benchmark loaders),
   `eval_flags` (evaluation flags only this task uses);
 - training: `training_defaults` (study hyper-parameters that differ for this task, single-task runs only); each task's
-  eval loss is logged as `eval_{name}_loss`, and the best model is chosen by the overall `eval_loss`.
+  eval loss is logged as `eval_{name}_loss`; the best model is chosen by the overall `eval_loss` (the study's
+  selection), which for a single task is that task's loss.
 """
 
 from __future__ import annotations
@@ -66,10 +67,6 @@ class TaskSpec:
     eval_flags: tuple[str, ...] = ()
     tokenizer_texts: tuple[str, ...] = ()  # fixed prompt text the tiny demo tokenizer is trained on
 
-    @property
-    def loss_key(self) -> str:
-        return f"eval_{self.name}_loss"
-
     def group_list(self, data) -> list[str]:
         """The languages or directions this task runs on, from the data arguments."""
         return data.language_list if self.groups == "languages" else data.direction_list
@@ -112,14 +109,15 @@ def default_mixture() -> list[str]:
 
 
 def parse_tasks(value: str | None, flag: str = "--tasks") -> list[str]:
-    """Registered task names from a comma-separated flag value (None or empty: the default mixture)."""
+    """Registered task names from a comma-separated flag value (None or empty: the default mixture), in registry
+    order: the order a user lists them in changes neither the data nor the run's name."""
     if not value:
         return default_mixture()
-    names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
-    unknown = [n for n in names if n not in TASKS]
+    names = {v.strip() for v in value.split(",") if v.strip()}
+    unknown = sorted(n for n in names if n not in TASKS)
     if unknown or not names:
         raise UserError(f"{flag}: unknown task {', '.join(unknown) or repr(value)}; choose from {', '.join(TASKS)}")
-    return names
+    return [name for name in TASKS if name in names]
 
 
 def _import_task_modules() -> None:
