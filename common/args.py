@@ -47,6 +47,11 @@ class ModelArguments:
         metadata={"help": "Offline demo: a tiny Qwen2-shaped model built locally and the sample data shipped in "
                           "data/samples; any flag you pass still wins."},
     )
+    # A run-level flag kept here because transformers 5 dropped it from TrainingArguments.
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Start afresh in an --output_dir that holds a run (its checkpoints and outputs are removed, the "
+                "processed-data cache kept); without it a rerun with the same arguments resumes, or does nothing if "
+                "the run finished, and one with other arguments is refused."})
 
 
 @dataclass

@@ -3,18 +3,24 @@
     finetune("multitask", "qlora", argv)
 
 Features: the study's flags and defaults; completion-only loss; evaluation and checkpoints every epoch's worth of
-steps; best model (by eval_loss) loaded at the end; early stopping; per-task eval loss; automatic resume from the
-last checkpoint in --output_dir; processed-data cache; run_config.json with every resolved argument.
+steps; best model (by eval_loss) loaded at the end; early stopping; per-task eval loss; processed-data cache;
+run_config.json with every resolved argument.
+
+The output folder (common.run_dir): checked before anything loads (never an input, inside one or containing one),
+locked for the run, and reused only by the same run: a rerun whose result-changing arguments differ is refused, a
+rerun of a finished run (run_complete.json, written last) returns its metrics without training, and an unfinished
+one resumes from the last complete checkpoint (each marked by `checkpoint_complete`; interrupted saves are deleted).
 Raises `UserError` (one line, exit code 2) for anything the user can fix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
 
-from common import cli, encoding
+from common import cli, encoding, run_dir
 from common import data as rows
 from common.args import DEMO_MODEL_DIR, MULTITASK, RunArgs
 from common.errors import UserError
@@ -23,11 +29,45 @@ from common.run_args import parse_args
 logger = logging.getLogger("common")
 
 
-def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
-    """Train one model; returns the final train (and eval) metrics."""
+def finetune(task: str, strategy: str, argv: list[str] | None = None, progress: dict | None = None) -> dict:
+    """Train one model; returns the final train (and eval) metrics. `progress` (optional) receives "output_dir" as
+    soon as it is known, for the hint printed on Ctrl-C."""
     run = parse_args(task, strategy, argv)
     training = run.training
     cli.setup_logging(logging.INFO if training.should_log else logging.WARNING)
+    out = run_dir.check_output_dir(training.output_dir, _inputs(run))
+    if run.model.demo and Path(run.model.base_model_name) == DEMO_MODEL_DIR and not DEMO_MODEL_DIR.exists():
+        how = run_dir.overlap(out, DEMO_MODEL_DIR.resolve())  # built below: check_output_dir cannot see it yet
+        if how:
+            raise UserError(f"--output_dir {training.output_dir} {how} the --demo model folder {DEMO_MODEL_DIR}; "
+                            f"pick another --output_dir")
+    if progress is not None:
+        progress["output_dir"] = str(out)
+    overwrite = run.model.overwrite_output_dir
+    if training.resume_from_checkpoint:
+        resume = run_dir.check_checkpoint(training.resume_from_checkpoint)
+        if overwrite and Path(resume).expanduser().resolve().is_relative_to(out):
+            raise UserError(f"--resume_from_checkpoint {resume} lies inside --output_dir {training.output_dir}, "
+                            f"which --overwrite_output_dir would empty; resume from a copy or drop one of the flags")
+    # One run per folder: every process of a distributed run checks, the first one holds the lock.
+    lock = run_dir.locked(out, f"a training run ({task}/{strategy}_train.py)") if training.process_index == 0 \
+        else contextlib.nullcontext(out)
+    with lock:
+        return _finetune(run, strategy, out, overwrite)
+
+
+def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
+    training = run.training
+    fresh = "--overwrite_output_dir True starts fresh, or pick another --output_dir"
+    if overwrite:
+        run_dir.check_run_dir(out)  # never empties a folder that is not a run of this toolkit
+    else:  # the steps follow from the data: compared once it is read, below
+        run_dir.check_compatible(out, run.to_dict(), run_dir.RESULT_NEUTRAL | DERIVED, start_fresh=fresh)
+        done = run_dir.read_complete(out)
+        if done is not None:
+            logger.info("already complete: %s holds a finished run with these arguments (--overwrite_output_dir "
+                        "True to train again)", out)
+            return dict(done.get("metrics") or {})
     if run.model.demo and Path(run.model.base_model_name) == DEMO_MODEL_DIR:
         from common.tiny_model import ensure_tiny_model
 
@@ -40,23 +80,43 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
     from common.training import build_trainer, set_eval_and_save_steps
 
     set_seed(training.seed)  # before the model: peft draws the LoRA init from the global RNG
-    tokenizer = load_tokenizer(run.model)
+    tokenizer = load_tokenizer(run.model, max_seq_length=run.data.max_seq_length)  # checks the model's files too
     with training.main_process_first(desc="prepare data"):
         train_set, val_set, stats, save_cache = prepare_data(run, tokenizer)
-    eval_set = rows.even_subset(val_set, run.data.eval_samples, training.seed)  # even over tasks and languages
-    stats["counts"]["eval"] = rows.count_rows(eval_set)
+    stats["system_role_merged"] = encoding.system_role_merged(tokenizer)
+    eval_set = None
+    if val_set is not None:  # --eval_strategy no reads no validation split
+        eval_set = rows.even_subset(val_set, run.data.eval_samples, training.seed)  # even over tasks and languages
+        stats["counts"]["eval"] = rows.count_rows(eval_set)
     stats["steps_per_epoch"] = set_eval_and_save_steps(run, len(train_set))
     stats["world_size"] = training.world_size
+    if not overwrite:
+        run_dir.check_compatible(out, run.to_dict(), run_dir.RESULT_NEUTRAL, start_fresh=fresh)
+    if training.resume_from_checkpoint:
+        resume = training.resume_from_checkpoint
+    elif overwrite:
+        resume = None  # the previous run's checkpoints are removed below
+    else:
+        resume = run_dir.last_complete_checkpoint(out)
     _log_plan(run, stats)
 
     model = build_model(strategy, run.model, run.strategy_args, training, tokenizer)  # FFT or QLoRA: ready to train
-    trainer = build_trainer(run, model, tokenizer, _model_columns(train_set), _model_columns(eval_set),
-                            eval_tasks=eval_set["task"])
+    trainer = build_trainer(run, model, tokenizer, _model_columns(train_set),
+                            None if eval_set is None else _model_columns(eval_set),
+                            eval_tasks=[] if eval_set is None else eval_set["task"])
+    trainer.add_callback(run_dir.checkpoint_marker_callback())
     if trainer.is_world_process_zero():  # everything checked: only now does the run write anything
+        if overwrite:
+            removed = run_dir.clear_run(out)
+            if removed:
+                logger.info("--overwrite_output_dir: removed the previous run in %s (%s)", out, ", ".join(removed))
+        else:
+            run_dir.remove_incomplete_checkpoints(out)  # never loaded, never rotated by the Trainer
         save_cache()
         _write_run_config(run, stats)
 
-    resume = training.resume_from_checkpoint or _last_checkpoint(training.output_dir)
+    if resume:
+        logger.info("resuming from %s (--overwrite_output_dir True to start over)", resume)
     result = trainer.train(resume_from_checkpoint=resume)
     model.config.use_cache = True  # gradient checkpointing turned it off; inference wants it
     trainer.save_model()  # QLoRA: the adapter; FFT: the full model; both with the tokenizer
@@ -69,30 +129,53 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None) -> dict:
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
+    if trainer.is_world_process_zero():
+        run_dir.write_complete(out, metrics)  # last: a folder with it holds a whole run
     logger.info("done: outputs in %s", training.output_dir)
     return metrics
 
 
+# Arguments fixed by the data (set_eval_and_save_steps): compared only once the data is read.
+DERIVED = frozenset({"training.eval_steps", "training.save_steps"})
+
+
+def _inputs(run: RunArgs) -> dict[str, str | None]:
+    """The local paths a run reads, by flag: the output folder must stay apart from all of them."""
+    from common.tasks import TASKS
+
+    inputs = {"--base_model_name": run.model.base_model_name, "--config": run.model.config}
+    for spec in TASKS.values():
+        inputs[f"--{spec.data_flag}"] = getattr(run.data, spec.data_flag, None)
+    return inputs
+
+
+
+
 def prepare_data(run: RunArgs, tokenizer):
-    """Tokenized train/validation sets, their counts, and a function that saves them to processed_data.
+    """Tokenized train/validation sets (validation None under --eval_strategy no), their counts, and a function
+    that saves them to processed_data.
 
     Reused from processed_data when the data arguments match; saving is left to the caller, so that a run which
     fails before training leaves nothing behind.
     """
+    evaluating = run.training.eval_strategy != "no"
     payload = {"task": run.task, "tasks": run.tasks, "seed": run.training.seed, "data": _data_fingerprint_args(run),
                "tokenizer": [run.model.base_model_name, len(tokenizer), tokenizer.chat_template]}
+    if not evaluating:  # a cache without a validation split must never serve a run that evaluates
+        payload["splits"] = ["train"]
     key = encoding.fingerprint(payload)
     folder = Path(run.training.output_dir) / "processed_data"
     if run.data.save_processed_data:
-        cached = encoding.load_processed(folder, key)
+        cached = encoding.load_processed(folder, key, ("train", "validation") if evaluating else ("train",))
         if cached is not None:
             logger.info("reusing processed data from %s", folder)
             processed, stats = cached
-            return processed["train"], processed["validation"], dict(stats, reused_processed_data=True), _nothing
+            return (processed["train"], processed.get("validation"), dict(stats, reused_processed_data=True),
+                    _nothing)
 
     counts, stats = {}, {"truncated": {}, "dropped": {}}
     splits = {}
-    for split in ("train", "validation"):
+    for split in ("train", "validation") if evaluating else ("train",):
         split_rows = rows.build_split(run.tasks, run.data, split, run.training.seed, mix=run.task == MULTITASK)
         encoded, split_stats = encoding.encode(split_rows, tokenizer, run.data.max_seq_length, desc=f"tokenize {split}")
         if len(encoded) == 0:
@@ -109,7 +192,7 @@ def prepare_data(run: RunArgs, tokenizer):
             encoding.save_processed(folder, key, datasets.DatasetDict(splits), stats, payload)
             logger.info("processed data saved to %s", folder)
 
-    return splits["train"], splits["validation"], stats, save
+    return splits["train"], splits.get("validation"), stats, save
 
 
 def _nothing() -> None:
@@ -130,17 +213,6 @@ def _data_fingerprint_args(run: RunArgs) -> dict:
 
 def _model_columns(dataset):
     return dataset.select_columns(["input_ids", "labels"])
-
-
-def _last_checkpoint(output_dir: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if not Path(output_dir).is_dir():
-        return None
-    last = get_last_checkpoint(output_dir)
-    if last:
-        logger.info("resuming from %s (delete it or pick another --output_dir to start over)", last)
-    return last
 
 
 def _log_plan(run: RunArgs, stats: dict) -> None:
@@ -177,5 +249,12 @@ def _write_run_config(run: RunArgs, stats: dict) -> None:
 
 
 def run_cli(task: str, strategy: str, argv: list[str] | None = None) -> int:
-    """Entry point of the task scripts: 0 on success, 2 with one line on stderr for a user error."""
-    return cli.run(lambda: finetune(task, strategy, argv))
+    """Entry point of the task scripts: 0 on success, 2 with one line on stderr for a user error, 130 on Ctrl-C."""
+    progress: dict = {}
+
+    def interrupted() -> str:
+        where = progress.get("output_dir")
+        return (f"rerun the same command to resume from the last complete checkpoint in {where}" if where
+                else "rerun the same command to start again")
+
+    return cli.run(lambda: finetune(task, strategy, argv, progress), interrupted_hint=interrupted)

@@ -90,7 +90,7 @@ def test_train_eval_train_in_4bit(tiny_model, tmp_path):
 
 def test_processed_data_saved_and_reused(tiny_model, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    flags = dict(save_processed_data=True, eval_strategy="no", save_strategy="no", max_steps=1)
+    flags = dict(save_processed_data=True, save_strategy="no", load_best_model_at_end=False, max_steps=1)
     assert run_script("summarization", "qlora", tiny_model, out, **flags) == 0
     folder = out / "processed_data"
     assert (folder / "fingerprint.json").exists()
@@ -104,6 +104,7 @@ def test_processed_data_saved_and_reused(tiny_model, tmp_path, monkeypatch):
         raise AssertionError("the data was rebuilt although the data arguments are unchanged")
 
     monkeypatch.setattr(data_module, "build_split", no_rebuild)
+    flags["overwrite_output_dir"] = True  # a finished run is not trained again otherwise; the cache stays
     assert run_script("summarization", "qlora", tiny_model, out, **flags) == 0
     assert read_json(out / "run_config.json")["reused_processed_data"] is True
 
@@ -116,25 +117,12 @@ def test_processed_data_saved_and_reused(tiny_model, tmp_path, monkeypatch):
 def test_eval_strategy_no_turns_evaluation_off(tiny_model, tmp_path, caplog):
     out = tmp_path / "run"
     with caplog.at_level(logging.INFO):
-        assert run_script("generation", "qlora", tiny_model, out, eval_strategy="no", early_stopping_patience=2) == 0
+        assert run_script("generation", "qlora", tiny_model, out, eval_strategy="no") == 0
     assert "no evaluation, no best-model loading, no early stopping" in caplog.text
     assert not (out / "eval_results.json").exists()
     state = read_json(out / "trainer_state.json")
     assert not any("eval_loss" in h for h in state["log_history"])
     assert read_json(out / "run_config.json")["arguments"]["training"]["load_best_model_at_end"] is False
-
-
-def test_resume_equals_uninterrupted(tiny_model, tmp_path, caplog):
-    flags = dict(eval_strategy="no", save_steps=2, lr_scheduler_type="constant", sample_size=8)
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert run_script("summarization", "qlora", tiny_model, straight, max_steps=4, **flags) == 0
-    assert run_script("summarization", "qlora", tiny_model, resumed, max_steps=2, **flags) == 0
-    with caplog.at_level(logging.INFO):
-        assert run_script("summarization", "qlora", tiny_model, resumed, max_steps=4, **flags) == 0
-    assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
-    a = load_file(straight / "adapter_model.safetensors")
-    b = load_file(resumed / "adapter_model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("flag", ["True", "true", "1", "False", "false", "0"])
@@ -193,3 +181,18 @@ def test_error_after_data_preparation_writes_nothing(tiny_model, tmp_path, capsy
                       lora_target_modules="foo_proj")
     assert code == 2 and "foo_proj not found" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_cache_without_validation_never_serves_a_run_that_evaluates(tiny_model, tmp_path, caplog):
+    """--eval_strategy no caches the train split only; a later run that evaluates builds both, without calling the
+    cache damaged."""
+    out = tmp_path / "run"
+    flags = dict(save_processed_data=True, save_strategy="no", max_steps=1, load_best_model_at_end=False)
+    assert run_script("summarization", "qlora", tiny_model, out, eval_strategy="no", **flags) == 0
+    assert "validation" not in read_json(out / "run_config.json")["counts"]
+    assert read_json(out / "run_config.json")["system_role_merged"] is False  # ChatML takes a system message
+    with caplog.at_level(logging.INFO):
+        assert run_script("summarization", "qlora", tiny_model, out, overwrite_output_dir=True, **flags) == 0
+    assert "other data arguments" in caplog.text and "damaged" not in caplog.text
+    recorded = read_json(out / "run_config.json")
+    assert recorded["reused_processed_data"] is False and recorded["counts"]["validation"]
