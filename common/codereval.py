@@ -120,8 +120,14 @@ def _read_records(file: Path, flag: str, first_only: bool = False) -> list:
         raise UserError(f"{flag}: {file} is not UTF-8 text") from None
     try:
         if file.suffix == ".json":
-            records = json.loads(text)
-            return records.get("RECORDS", []) if isinstance(records, dict) else records
+            value = json.loads(text)
+            records = value.get("RECORDS") if isinstance(value, dict) else value
+            if not isinstance(records, list):
+                found = (_kind(value) if not isinstance(value, dict) else "an object without `RECORDS`"
+                         if "RECORDS" not in value else f"an object whose `RECORDS` is {_kind(records)}")
+                raise UserError(f"{flag}: {file} is {found}; expected a list of records (JSON objects), or "
+                                f"CoderEval's {{\"RECORDS\": [...]}}")
+            return records
     except json.JSONDecodeError as exc:
         raise UserError(f"{flag}: {file} is not valid JSON (line {exc.lineno})") from None
     records = []
@@ -134,6 +140,11 @@ def _read_records(file: Path, flag: str, first_only: bool = False) -> list:
             if first_only:
                 break
     return records
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number")
 
 
 def _require(record: dict, fields: tuple[str, ...], n: int, file: Path, flag: str) -> None:

@@ -7,6 +7,10 @@ collator, so a pad token equal to the end-of-turn token cannot mask it.
 
 Too long for `--max_seq_length`: the code inside the prompt is shortened (never the target); an example is dropped only
 when even an empty prompt code cannot make it fit.
+
+A chat template that refuses a system message (Gemma's raises "System role not supported") gets the system text merged
+into the first user turn (system text, a blank line, user text), in training and inference alike;
+`system_role_merged(tokenizer)` says whether that happens, for the run's records.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+
 import datasets
 
 from common import prompts
+from common.errors import UserError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +39,14 @@ class ChatFormat:
     """How a tokenizer frames a conversation: its chat template and the token ids that end an assistant turn."""
 
     end_of_turn_ids: tuple[int, ...]
+    system_role_merged: bool = False  # the template refuses a system message: its text opens the first user turn
 
     @classmethod
     def for_tokenizer(cls, tokenizer) -> "ChatFormat":
         ensure_chat_template(tokenizer)
         probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
         prompt = render_prompt(tokenizer, probe)
-        full = tokenizer.apply_chat_template(probe + [{"role": "assistant", "content": "TARGET"}], tokenize=False)
+        full = _apply(tokenizer, probe + [{"role": "assistant", "content": "TARGET"}], add_generation_prompt=False)
         if not full.startswith(prompt) or "TARGET" not in full[len(prompt):]:
             raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
         suffix = full[len(prompt):].split("TARGET", 1)[1].rstrip()
@@ -48,7 +55,7 @@ class ChatFormat:
             if tokenizer.eos_token_id is None:
                 raise ValueError("the tokenizer has neither an end-of-turn marker nor an eos token")
             ids = (tokenizer.eos_token_id,)
-        return cls(ids)
+        return cls(ids, system_role_merged(tokenizer))
 
 
 def ensure_chat_template(tokenizer) -> None:
@@ -58,7 +65,50 @@ def ensure_chat_template(tokenizer) -> None:
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return _apply(tokenizer, messages, add_generation_prompt=True)
+
+
+_SYSTEM_MERGED: dict[str, bool] = {}  # chat template -> whether it refuses a system message
+
+
+def system_role_merged(tokenizer) -> bool:
+    """Whether the tokenizer's chat template refuses a system message, so that prompts carry the system text at the
+    start of the first user turn instead (decided once per template by rendering a probe; warned once)."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if template not in _SYSTEM_MERGED:
+        from jinja2.exceptions import TemplateError
+
+        user = [{"role": "user", "content": "U"}]
+        try:
+            tokenizer.apply_chat_template([{"role": "system", "content": "S"}, *user], tokenize=False,
+                                          add_generation_prompt=True)
+            merged = False
+        except TemplateError as exc:
+            tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)  # any other fault: raise
+            merged = True
+            logger.warning("the chat template refuses a system message (%s): the system text opens the first user "
+                           "turn instead, in training and inference alike", str(exc).strip() or "TemplateError")
+        _SYSTEM_MERGED[template] = merged
+    return _SYSTEM_MERGED[template]
+
+
+def merge_system(messages: list[dict]) -> list[dict]:
+    """The system message's text placed before the first user message's text, separated by a blank line."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if not system:
+        return rest
+    for message in rest:
+        if message["role"] == "user":
+            message["content"] = f"{system}\n\n{message['content']}" if message["content"] else system
+            return rest
+    return [{"role": "user", "content": system}, *rest]
+
+
+def _apply(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
+    if system_role_merged(tokenizer):
+        messages = merge_system(messages)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
@@ -100,6 +150,9 @@ def encode_row(row: dict, tokenizer, chat: ChatFormat, max_len: int) -> dict:
 
 def encode(rows: datasets.Dataset, tokenizer, max_len: int, desc: str) -> tuple[datasets.Dataset, dict]:
     """Tokenize a split; returns the kept examples and the truncated/dropped counts per task/language."""
+    context = getattr(tokenizer, "model_context", None)  # set by common.modeling.load_tokenizer
+    if context is not None and max_len > context:
+        raise UserError(f"--max_seq_length {max_len} exceeds the model's context of {context} tokens")
     chat = ChatFormat.for_tokenizer(tokenizer)
     encoded = rows.map(lambda r: encode_row(r, tokenizer, chat, max_len), desc=desc)
     stats = {"truncated": _count(encoded, "truncated"), "dropped": _count(encoded, "dropped")}
@@ -130,15 +183,32 @@ def source_stamp(path: str) -> list:
     return [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
 
 
-def load_processed(folder: Path, key: str) -> tuple[datasets.DatasetDict, dict] | None:
+def load_processed(folder: Path, key: str, splits: tuple[str, ...] = ("train", "validation")
+                   ) -> tuple[datasets.DatasetDict, dict] | None:
+    """The cached splits and their stats, or None (absent, made with other arguments, or damaged: then rebuilt)."""
     meta_path = folder / "fingerprint.json"
     if not meta_path.exists():
+        if folder.exists():
+            logger.warning("processed data in %s has no fingerprint.json (damaged): rebuilding it", folder)
         return None
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        logger.warning("processed data in %s is damaged (fingerprint.json: %s): rebuilding it", folder, exc)
+        return None
     if meta.get("fingerprint") != key:
         logger.info("processed data in %s was made with other data arguments: rebuilding it", folder)
         return None
-    return datasets.load_from_disk(str(folder / "data")), meta.get("stats", {})
+    try:  # our own output, so any fault in it (deleted or truncated files) means: make it again
+        data = datasets.load_from_disk(str(folder / "data"))
+        if not isinstance(data, datasets.DatasetDict) or not set(splits) <= set(data):
+            raise ValueError(f"it lacks the split(s) {', '.join(sorted(set(splits) - set(data or ())))}")
+    except Exception as exc:  # noqa: BLE001 - whatever datasets/arrow raise for a damaged folder
+        logger.warning("processed data in %s is damaged (%s): rebuilding it", folder, first_line(exc))
+        return None
+    return data, meta.get("stats", {})
 
 
 def save_processed(folder: Path, key: str, data: datasets.DatasetDict, stats: dict, payload: dict) -> None:

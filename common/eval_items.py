@@ -64,13 +64,28 @@ def build_items(task: str, args: EvalArguments, dropped: list[dict] | None = Non
         items = kept
     if not items:
         raise UserError(f"nothing to evaluate for {task}: check the data paths, --split and --languages")
-    seen_keys: set[tuple[str, str]] = set()
-    for it in items:
-        if (it["task"], it["id"]) in seen_keys:
-            raise UserError(f"the {it['task']} test data holds the id {it['id']!r} twice: items are paired with "
-                            f"predictions (and with other runs) by id, so ids must be unique")
-        seen_keys.add((it["task"], it["id"]))
+    _refuse_duplicate_ids(items, args, data, task)
     return items
+
+
+def _refuse_duplicate_ids(items: list[dict], args: EvalArguments, data, script: str) -> None:
+    """Items are paired with predictions (and with other runs) by (task, id): a test set holding an id twice is
+    refused here, before any model runs, naming a few of its repeated ids and its data."""
+    counts: dict[tuple[str, str], int] = {}
+    for it in items:
+        counts[(it["task"], it["id"])] = counts.get((it["task"], it["id"]), 0) + 1
+    repeated = [key for key, n in counts.items() if n > 1]
+    if not repeated:
+        return
+    name = repeated[0][0]
+    ids = [rid for task, rid in repeated if task == name]
+    spec = registry.get(name)
+    flag, source = spec.source(data)
+    if args.test_dataset and script != MULTITASK:
+        flag = "--test_dataset"
+    shown = ", ".join(repr(rid) for rid in ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+    raise UserError(f"{flag} {source}: the {name} test data repeats the id(s) {shown}; items are paired with "
+                    f"predictions by id, so each id must appear once: remove or renumber the repeated rows")
 
 
 def exclude_items(items: list[dict], path: str, notes: list[str] | None = None, applies=None) -> list[dict]:
@@ -174,6 +189,13 @@ def read_predictions(path: str, items: list[dict], excluded: list[dict] = (),
             continue
         candidates = tasks_of.get(rid, set())
         if not candidates:
+            prefixed = sorted(full for full in tasks_of if ":" in full and full.split(":", 1)[1] == rid)
+            if prefixed and ":" not in rid:  # e.g. `0` for `python:0`
+                kinds = sorted({registry.get(t).groups[:-1] for full in prefixed for t in tasks_of[full]
+                                if t in registry.TASKS} or {"language"})
+                raise UserError(f"--predictions_file: id {rid!r} (line {n}) lacks its prefix: ids are "
+                                f"`{' or '.join(kinds)}:id`, here {' or '.join(map(repr, prefixed[:2]))}; write "
+                                f"each row's id with its prefix")
             raise UserError(f"--predictions_file: id {rid!r} (line {n}) is not among the evaluated items; check "
                             f"--split, --languages/--directions and the data paths")
         task = row.get("task")

@@ -36,22 +36,23 @@ def is_gguf(name: str) -> bool:
     return str(name).lower().endswith(".gguf")
 
 
-def resolve_model(name: str) -> str:
-    """A `.gguf` file -> its cached regular checkpoint folder; anything else unchanged."""
+def resolve_model(name: str, flag: str = "--base_model_name") -> str:
+    """A `.gguf` file -> its cached regular checkpoint folder; anything else unchanged. `flag` names the option that
+    gave the file in error messages."""
     if not is_gguf(name):
         return name
     path = Path(os.path.expanduser(name)).resolve()
     if not path.is_file():
-        raise UserError(f"no such GGUF file: {path}")
+        raise UserError(f"{flag}: no such GGUF file: {path}")
     stat = path.stat()
     key = hashlib.sha256(f"{path}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
     target = CACHE / f"{path.stem}-{key}"
     if not (target / "config.json").exists():
-        _convert(path, target)
+        _convert(path, target, flag)
     return str(target)
 
 
-def _convert(path: Path, target: Path) -> None:
+def _convert(path: Path, target: Path, flag: str) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -63,7 +64,8 @@ def _convert(path: Path, target: Path) -> None:
         config = AutoConfig.from_pretrained(path.parent, **kwargs)
     except Exception as exc:  # noqa: BLE001 - an unreadable file becomes one line
         first = first_line(exc)
-        raise UserError(f"cannot read GGUF file {path}: {first} (pip install gguf)") from None
+        hint = " (pip install gguf)" if importlib.util.find_spec("gguf") is None else ""
+        raise UserError(f"{flag}: cannot read GGUF file {path}: {first}{hint}") from None
     # save_pretrained refuses GGUF-loaded models: copy the weights into a model built from the config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())

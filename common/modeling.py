@@ -13,21 +13,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# harmless: it only says the optional `kernels` hub package is absent
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments
 
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments  # noqa: E402
-
-from dataclasses import dataclass, field  # noqa: E402
-
-from common.args import ModelArguments  # noqa: E402
-from common.encoding import ensure_chat_template  # noqa: E402
-from common.errors import UserError, first_line  # noqa: E402
-from common.gguf import is_gguf, resolve_model  # noqa: E402
-from common.sources import OFFLINE_HINT, is_local  # noqa: E402
+from common.args import ModelArguments
+from common.encoding import ensure_chat_template
+from common.errors import UserError, first_line
+from common.gguf import is_gguf, resolve_model
+from common.sources import OFFLINE_HINT, is_local
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +54,16 @@ def strategy_defaults(strategy: str) -> dict:
 
 
 def check_strategy(strategy: str, values: dict) -> None:
-    """The strategy's own flag checks, on the parsed values (raises UserError)."""
+    """The strategy's own flag checks, on the parsed values (raises UserError); --attn_implementation too."""
+    check_attn_implementation(values.get("attn_implementation"))
     if strategy != "qlora":
         return
+    if values["lora_r"] < 1:
+        raise UserError(f"--lora_r {values['lora_r']}: the LoRA rank must be a positive integer (e.g. 8)")
+    if values["lora_alpha"] <= 0:
+        raise UserError(f"--lora_alpha {values['lora_alpha']}: use a positive number (e.g. 16, twice --lora_r)")
+    if not 0 <= values["lora_dropout"] < 1:
+        raise UserError(f"--lora_dropout {values['lora_dropout']}: use a probability from 0 up to (not including) 1")
     if values["fp16"]:
         raise UserError("--fp16 is not supported with QLoRA: use --bf16 True (GPU) or fp32 (the default on CPU)")
     if values["bnb_4bit_compute_dtype"] not in DTYPES:
@@ -69,15 +72,45 @@ def check_strategy(strategy: str, values: dict) -> None:
         raise UserError(f"--bnb_4bit_quant_type {values['bnb_4bit_quant_type']}: use nf4 or fp4")
 
 
+def attn_implementations() -> list[str]:
+    """The --attn_implementation values usable here: eager, sdpa, and those whose package is installed."""
+    import importlib.util
+
+    from transformers import utils
+
+    choices = ["eager", "sdpa"]
+    if utils.is_torch_flex_attn_available():
+        choices.append("flex_attention")
+    kernels = importlib.util.find_spec("kernels") is not None and torch.cuda.is_available()  # hub kernels
+    for version in (2, 3, 4):
+        available = getattr(utils, f"is_flash_attn_{version}_available", lambda: False)
+        if kernels or available():
+            choices.append(f"flash_attention_{version}")
+    return choices
+
+
+def check_attn_implementation(value: str | None) -> None:
+    if value is None or value in attn_implementations():
+        return
+    valid = ", ".join(attn_implementations())
+    if value.startswith("flash_attention_"):
+        raise UserError(f"--attn_implementation {value} needs the flash-attn package (pip install flash-attn, on a "
+                        f"CUDA GPU); here choose from {valid}")
+    raise UserError(f"--attn_implementation {value}: choose from {valid}")
+
+
 def model_source(name: str, flag: str = "--base_model_name") -> str:
     """Where to load a model from: hub id, local directory, or a `.gguf` file's converted checkpoint."""
     check_model_source(name, flag)
-    return resolve_model(name)
+    return resolve_model(name, flag)
 
 
 def check_model_source(name: str, flag: str = "--base_model_name") -> None:
-    """A local model path must exist and hold a model; hub ids are checked when loading."""
-    if not is_local(name) or is_gguf(name):
+    """A local model path must exist and hold a model; a hub id, when offline, must be in the hub cache."""
+    if is_gguf(name):
+        return
+    if not is_local(name):
+        _check_offline_hub_id(name, flag)
         return
     path = Path(os.path.expanduser(name))
     if not path.exists():
@@ -87,6 +120,29 @@ def check_model_source(name: str, flag: str = "--base_model_name") -> None:
                         f"pass a directory written by save_pretrained, or a hub id")
 
 
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("TRANSFORMERS_OFFLINE", "").upper() in ("1", "ON", "YES",
+                                                                                                   "TRUE")
+
+
+def _check_offline_hub_id(name: str, flag: str) -> None:
+    """Offline, a name that is not a local directory must be a model in the hub cache (e.g. a mistyped runs/NAME)."""
+    if not _offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not even a valid repo id
+        cached = None
+    if not isinstance(cached, str):
+        raise UserError(f"{flag} {name} is neither a local directory nor a model available offline (not in the "
+                        f"Hugging Face cache, HF_HUB_OFFLINE=1): check the path, or pass a local model directory "
+                        f"({flag} PATH)")
+
+
 def _hub_error(name: str, exc: Exception, flag: str = "--base_model_name") -> UserError:
     return UserError(
         f"{flag}: could not load model '{name}' from the Hugging Face Hub: {first_line(exc)}. "
@@ -94,15 +150,96 @@ def _hub_error(name: str, exc: Exception, flag: str = "--base_model_name") -> Us
     )
 
 
-def load_tokenizer(args: ModelArguments):
+# ---------------------------------------------------------------- checks from config and tokenizer files
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model", "sentencepiece.bpe.model")
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def preflight(run) -> None:
+    """Every model check that needs only config and tokenizer files, before data prepares and weights load.
+
+    `run` is a training run (common.args.RunArgs). Raises UserError with one line.
+    """
+    load_tokenizer(run.model, max_seq_length=run.data.max_seq_length)
+
+
+def check_model_files(source: str, shown: str, flag: str = "--base_model_name", tokenizer: bool = True,
+                      trust_remote_code: bool = False):
+    """The model's config (returned), weights and tokenizer files are there; `source` is the resolved location
+    (a local directory, or a hub id), `shown` the name the user gave."""
+    local = Path(os.path.expanduser(source))
+    if local.is_dir():
+        config_file = local / "config.json"
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{flag}: {config_file} is not readable JSON ({first_line(exc)}); copy config.json from "
+                            f"the base model") from None
+        if not isinstance(config, dict) or not config.get("model_type"):
+            raise UserError(f"{flag}: {config_file} has no model_type (e.g. \"model_type\": \"qwen2\"); copy "
+                            f"config.json from the base model")
+        if not any(next(local.glob(p), None) for p in WEIGHT_PATTERNS):
+            raise UserError(f"{flag}: {shown} holds no model weights (*.safetensors); pass a directory written by "
+                            f"save_pretrained (a training run's checkpoint-*/ folder, or its output folder once "
+                            f"training has finished)")
+        if tokenizer and not any((local / f).is_file() for f in TOKENIZER_FILES):
+            raise _no_tokenizer(shown, flag)
+    from transformers import AutoConfig
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_source(args.base_model_name),
-                                                  trust_remote_code=args.trust_remote_code)
+        return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise _hub_error(shown, exc, flag) from None
+    except (ValueError, KeyError) as exc:  # e.g. a model_type this transformers does not know
+        raise UserError(f"{flag}: cannot read the config of {shown}: {first_line(exc)}") from None
+
+
+def _no_tokenizer(shown: str, flag: str) -> UserError:
+    return UserError(f"{flag} {shown} has no tokenizer files (tokenizer.json / tokenizer_config.json); copy them "
+                     f"from the base model")
+
+
+def model_context(config) -> int | None:
+    """The model's context length from its config (max_position_embeddings or its older names)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_tokenizer(tokenizer, config, shown: str, flag: str = "--base_model_name") -> None:
+    """A real tokenizer whose ids all fit the model's embedding table."""
+    if len(tokenizer) <= 1:  # AutoTokenizer without any tokenizer file gives an empty tokenizer
+        raise _no_tokenizer(shown, flag)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    vocab_size = getattr(text, "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        raise UserError(f"{flag}: the tokenizer of {shown} has {len(tokenizer)} tokens but the model's vocab_size is "
+                        f"{vocab_size}; use the model's own tokenizer")
+
+
+def load_tokenizer(args: ModelArguments, max_seq_length: int | None = None):
+    """The base model's tokenizer, after every check that needs no weights (config, weights present, tokenizer
+    files, vocabulary size, --attn_implementation and, when given, --max_seq_length against the context)."""
+    check_attn_implementation(args.attn_implementation)
+    source = model_source(args.base_model_name)
+    config = check_model_files(source, args.base_model_name, trust_remote_code=args.trust_remote_code)
+    context = model_context(config)
+    if max_seq_length is not None and context is not None and max_seq_length > context:
+        raise UserError(f"--max_seq_length {max_seq_length} exceeds the model's context of {context} tokens")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=args.trust_remote_code)
     except OSError as exc:
         raise _hub_error(args.base_model_name, exc) from None
+    check_tokenizer(tokenizer, config, args.base_model_name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # labels are explicit, so padding never masks a trained token
     ensure_chat_template(tokenizer)  # saved with the run, so inference renders prompts exactly as training did
+    tokenizer.model_context = context  # encoding.encode checks --max_seq_length against it
     return tokenizer
 
 
@@ -174,7 +311,10 @@ def _read_json(path: Path) -> dict:
 
 
 def load_for_inference(model_path: str, merge_adapter: bool = False):
-    """(model, tokenizer, description) ready for `generate`."""
+    """(model, tokenizer, description) ready for `generate`.
+
+    The config, weights and tokenizer files and the tokenizer itself are checked before any weights load.
+    """
     from peft import PeftModel
 
     path = Path(os.path.expanduser(model_path))
@@ -188,7 +328,21 @@ def load_for_inference(model_path: str, merge_adapter: bool = False):
             base = run["model"]["base_model_name"]  # e.g. a GGUF cache folder that was cleared: convert again
         if not base:
             raise UserError(f"--model_path: {path}/adapter_config.json names no base model")
-        source = model_source(base, "--model_path (its base model)")
+        flag = "--model_path (its base model)"
+        source = model_source(base, flag)
+        if not any((path / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+            checkpoints = sorted((p.parent for p in path.glob("checkpoint-*/adapter_model.safetensors")
+                                  if p.parent.name.removeprefix("checkpoint-").isdigit()),
+                                 key=lambda p: int(p.name.removeprefix("checkpoint-")))
+            hint = (f"pass a checkpoint folder such as {checkpoints[-1]}" if checkpoints else
+                    "training writes it when it finishes; rerun it, or pass a checkpoint-*/ folder of the run")
+            raise UserError(f"--model_path: cannot load the adapter in {path}: it holds no adapter_model.safetensors; "
+                            f"{hint}")
+        has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
+        config = check_model_files(source, base, flag, tokenizer=not has_tokenizer)
+        tokenizer = _inference_tokenizer(str(path) if has_tokenizer else source,
+                                         model_path if has_tokenizer else base, config,
+                                         "--model_path" if has_tokenizer else flag)
         compute = DTYPES[qlora.get("bnb_4bit_compute_dtype", "bfloat16" if gpu else "float32")]
         if merge_adapter:
             model = _load(source, "--model_path", dtype=compute, device_map=_device_map())
@@ -203,20 +357,26 @@ def load_for_inference(model_path: str, merge_adapter: bool = False):
                           device_map=_device_map())
             model = _adapter(PeftModel, model, path)
             how = f"{base} in 4-bit + adapter"
-        tokenizer_source = str(path) if (path / "tokenizer_config.json").exists() else source
     else:
         source = model_source(model_path, "--model_path")
+        config = check_model_files(source, model_path, "--model_path")
+        tokenizer = _inference_tokenizer(source, model_path, config, "--model_path")
         dtype = torch.bfloat16 if gpu and torch.cuda.is_bf16_supported() else torch.float32
         model = _load(source, "--model_path", dtype=dtype, device_map=_device_map())
-        tokenizer_source, how = source, f"{model_path} ({dtype})"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    except OSError as exc:
-        raise UserError(f"--model_path: cannot load a tokenizer from {tokenizer_source}: {exc}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        how = f"{model_path} ({dtype})"
     model.eval()
     return model, tokenizer, how
+
+
+def _inference_tokenizer(source: str, shown: str, config, flag: str):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise UserError(f"{flag}: cannot load a tokenizer from {shown}: {first_line(exc)}") from None
+    check_tokenizer(tokenizer, config, shown, flag)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def _adapter(peft_model, model, path: Path):

@@ -144,7 +144,8 @@ def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunAr
                 values[name] = values["device_batch_size"]
 
     _validate(strategy, values)
-    notes = _resolve_strategies(values, given)
+    notes = _resolve_strategies(values, given, typed_flags)
+    notes += _check_task_data(task, tasks, strategy, given)
     # Best-model loading needs eval/save steps that line up, and they depend on the number of training examples:
     # build TrainingArguments without it, and switch it on once the data has fixed the steps (training.py).
     load_best = values["load_best_model_at_end"]
@@ -165,15 +166,33 @@ def _tasks(task: str, value: str | None) -> list[str]:
     return registry.parse_tasks(value)
 
 
-def _resolve_strategies(values: dict, given: set[str]) -> list[str]:
-    """Saving follows evaluation unless given; best-model loading only where checkpoints match evaluations."""
+# Settings that act only on evaluations: with --eval_strategy no they do nothing
+BEST_MODEL_FLAGS = ("early_stopping_patience", "early_stopping_threshold", "load_best_model_at_end",
+                    "metric_for_best_model")
+
+
+def _resolve_strategies(values: dict, given: set[str], typed: set[str]) -> list[str]:
+    """Saving follows evaluation unless given; best-model loading only where checkpoints match evaluations.
+
+    With --eval_strategy no, early stopping and best-model loading are off. Asking for them in the same place that
+    turns evaluation off (both typed, or both in the --config file) is refused; a config's early stopping overridden
+    by a typed --eval_strategy no is switched off with a note, and run_config.json records it as off."""
     notes = []
     evaluation, load_best = values["eval_strategy"], values["load_best_model_at_end"]
     if "save_strategy" not in given and evaluation != "no":
         values["save_strategy"] = evaluation
     saving = values["save_strategy"]
     if evaluation == "no":
+        asked = [name for name in BEST_MODEL_FLAGS if name in given and values[name] not in (None, False)]
+        for name in asked:
+            if name in typed or "eval_strategy" not in typed:
+                raise UserError(f"--{name} needs evaluations, but --eval_strategy is no: drop --{name}, or evaluate "
+                                f"(--eval_strategy steps or epoch)")
+        if asked:
+            notes.append(f"--eval_strategy no: the --config file's {', '.join('--' + n for n in asked)} "
+                         f"{'is' if len(asked) == 1 else 'are'} off (no evaluations)")
         values["load_best_model_at_end"] = False
+        values["early_stopping_patience"] = values["early_stopping_threshold"] = None  # recorded as what ran
     elif load_best and saving not in (evaluation, "best"):
         if "load_best_model_at_end" in given:
             raise UserError(f"--save_strategy {saving} with --eval_strategy {evaluation} cannot load the best model: "
@@ -181,6 +200,65 @@ def _resolve_strategies(values: dict, given: set[str]) -> list[str]:
         values["load_best_model_at_end"] = False
         notes.append(f"--save_strategy {saving}: the best model is not loaded at the end (no matching checkpoints)")
     return notes
+
+
+def _check_task_data(task: str, tasks: list[str], strategy: str, given: set[str]) -> list[str]:
+    """Data flags of tasks this run does not train. Refused when the run's own data flags were not given (the run
+    would read its default data, not what was named); noted in the log when they were (the extra flag is unused)."""
+    used = {flag for name in tasks for flag in (registry.get(name).data_flag, registry.get(name).data_fallback) if flag}
+    unused = [spec for spec in registry.TASKS.values() if spec.data_flag in given and spec.data_flag not in used]
+    if not unused:
+        return []
+    script = f"{task}/{strategy}_train.py"
+    trains = f"{script} trains {task}" if task != MULTITASK else f"this run trains {', '.join(tasks)}"
+    if not used & given:
+        spec = unused[0]
+        fix = (f"use --{registry.get(task).data_flag} for its data" if task != MULTITASK
+               else f"add {spec.name} to --tasks, or drop the flag")
+        raise UserError(f"--{spec.data_flag} is for the {spec.name} task; {trains}: {fix}")
+    return [f"--{spec.data_flag} is not used: it is for the {spec.name} task, and {trains}" for spec in unused]
+
+
+def _check_report_to(values: dict) -> None:
+    """--report_to names known integrations whose packages are installed (else the Trainer fails after the model
+    has loaded); a comma-separated value becomes a list, as a config's list does."""
+    import importlib.util
+
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    value = values.get("report_to")
+    names = value if isinstance(value, list) else [v.strip() for v in str(value or "none").split(",") if v.strip()]
+    if names in ([], ["none"], ["all"]):
+        return
+    for name in names:
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise UserError(f"--report_to {name}: choose from {', '.join(INTEGRATION_TO_CALLBACK)}, all or none")
+        modules, package = REPORT_TO_PACKAGES.get(name, ((), ""))
+        if modules and not any(importlib.util.find_spec(m) is not None for m in modules):
+            raise UserError(f"--report_to {name} needs the {package} package: pip install {package}, "
+                            f"or --report_to none")
+        if name == "dagshub" and importlib.util.find_spec("mlflow") is None:
+            raise UserError("--report_to dagshub needs the mlflow package: pip install mlflow, or --report_to none")
+    values["report_to"] = names if len(names) > 1 else names[0]
+
+
+# --report_to integration -> (modules any of which the Trainer's callback imports, the package to install); the
+# module names are those transformers.integrations.integration_utils looks for
+REPORT_TO_PACKAGES = {
+    "azure_ml": (("azureml",), "azureml-core"), "comet_ml": (("comet_ml",), "comet-ml"),
+    "mlflow": (("mlflow",), "mlflow"), "neptune": (("neptune",), "neptune"),
+    "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "trackio": (("trackio",), "trackio"),
+    "wandb": (("wandb",), "wandb"), "codecarbon": (("codecarbon",), "codecarbon"),
+    "clearml": (("clearml",), "clearml"), "dagshub": (("dagshub",), "dagshub"), "flyte": (("flytekit",), "flytekit"),
+    "dvclive": (("dvclive",), "dvclive"), "swanlab": (("swanlab",), "swanlab"),
+}
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    return bool(accelerator.is_available()) if accelerator else torch.cuda.is_available()
 
 
 def _instantiate(parser: HfArgumentParser, values: dict):
@@ -203,6 +281,32 @@ def _validate(strategy: str, v: dict) -> None:
     check_strategy(strategy, v)
     if v["fp16"] and v["bf16"]:
         raise UserError("--fp16 and --bf16 are both on: pick one")
+    # Mixed precision off a GPU: accelerate silently runs fp16 in float32 on a CPU (the run would record fp16 it
+    # did not use), so --fp16 is refused there; bf16 autocast does run on a CPU, but only with --use_cpu True.
+    if v["fp16"] and (v["use_cpu"] or not _accelerator_available()):
+        raise UserError("--fp16 needs a GPU (on a CPU it is ignored): drop it on CPU, or use --bf16 True with "
+                        "--use_cpu True for bf16 autocast on the CPU")
+    if v["bf16"] and not v["use_cpu"]:
+        from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
+
+        if not (is_torch_bf16_gpu_available() or is_torch_xla_available()):
+            raise UserError("--bf16 needs a GPU with bf16 support: drop it, or add --use_cpu True for bf16 autocast "
+                            "on the CPU")
+    if v["num_train_epochs"] <= 0 and v["max_steps"] <= 0:
+        raise UserError(f"--num_train_epochs {v['num_train_epochs']:g}: train for a positive number of epochs, or "
+                        f"give --max_steps N")
+    if v["learning_rate"] <= 0:
+        raise UserError(f"--learning_rate {v['learning_rate']:g}: use a positive number (e.g. 1e-4)")
+    if v["gradient_accumulation_steps"] < 1:
+        raise UserError(f"--gradient_accumulation_steps {v['gradient_accumulation_steps']}: use 1 or more")
+    for name in ("seed", "data_seed"):
+        if v[name] is not None and not 0 <= v[name] < 2**32:
+            raise UserError(f"--{name} {v[name]}: use a number from 0 to {2**32 - 1}")
+    for name in ("eval_steps", "save_steps"):  # 0 would silently become another step count
+        if v[name] is not None and v[name] <= 0:
+            raise UserError(f"--{name} {v[name]:g}: use a positive number of steps (or a fraction of training "
+                            f"below 1)")
+    _check_report_to(v)
     for name in ("sample_size", "val_sample_size", "eval_samples"):
         if v[name] == 0 or v[name] < -1:
             raise UserError(f"--{name} {v[name]}: use a positive number, or -1 for all")

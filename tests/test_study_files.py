@@ -323,7 +323,8 @@ def test_export_never_replaces_outputs_or_inputs(tmp_path, capsys):
      [], "lacks the column(s) id"),
     ("CEPythonHumanLabel.jsonl", [{k: v for k, v in r.items() if k != "question_id"} for r in HUMANLABEL], [],
      "lacks `question_id`"),
-    ("cs_codereval_eval_dataset_java_v2.jsonl", [SUMMARIZATION_V2[0], SUMMARIZATION_V2[0]], [], "twice"),
+    ("cs_codereval_eval_dataset_java_v2.jsonl", [SUMMARIZATION_V2[0], SUMMARIZATION_V2[0]], [],
+     "repeats the id(s) 'java:6367676c1a6d9265ec018204'"),
 ])
 def test_files_that_contradict_the_flags_or_lack_fields(name, rows, args, needle, tmp_path, capsys):
     data = _write_jsonl(tmp_path / name, rows)
