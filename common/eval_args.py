@@ -54,6 +54,12 @@ class EvalArguments:
     output_dir: str | None = field(default=None, metadata={
         "help": "Default: {model_path}/eval-{task}-{split, benchmark or the test file's name}, or beside the "
                 "predictions file."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Start afresh in an --output_dir that holds an evaluation (finished or interrupted); without it a "
+                "rerun with the same arguments continues where it stopped, and one with other arguments is refused."})
+    unsafe_execution: bool = field(default=False, metadata={
+        "help": "Run generated code without the sandbox when this machine has none (bubblewrap or unshare); the "
+                "sandbox is used whenever it works, this only permits the unisolated fallback."})
     seed: int = field(default=42, metadata={"help": "Sampling seed for --num_samples."})
     remove_docstring: bool = field(default=True, metadata={
         "help": "Remove the docstring (the reference) from Python inputs of code -> docstring tasks; False reproduces "

@@ -14,22 +14,25 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from common import cli
+from common import cli, eval_resume
 from common import tasks as registry
 from common.args import MULTITASK, REPO_ROOT
 from common.data import is_single_file
 from common.errors import UserError
+from common.eval_resume import EvaluationFolder
 from common.eval_args import OWN_DATA, EvalArguments, file_list, parse_eval_args
 from common.eval_items import build_items, read_predictions
 from common.extraction import extract_answer
 from common.files import write_json, write_lines, write_text
 from common.report import render_report
+from common.run_dir import check_output_dir, locked
 from common.scoring import attach_verdicts, score
 
 logger = logging.getLogger("common")
 
 
-def evaluate(task: str, argv: list[str] | None = None) -> dict:
+def evaluate(task: str, argv: list[str] | None = None, where: dict | None = None) -> dict:
+    """Evaluate and write the three outputs; `where["out"]` is set to the output folder once it is known."""
     args = parse_eval_args(task, argv)
     cli.setup_logging()
     dropped: list[dict] = []
@@ -40,16 +43,33 @@ def evaluate(task: str, argv: list[str] | None = None) -> dict:
         if args.test_dataset and task != MULTITASK:
             raise UserError(str(exc).replace(f"--{registry.get(task).data_flag}", "--test_dataset")) from None
         raise
-    out = Path(args.output_dir or _default_output_dir(task, args))
+    out = Path(args.output_dir or _default_output_dir(task, args)).expanduser()
     if args.predictions_file and (out / "predictions.jsonl").resolve() == Path(args.predictions_file).resolve():
         raise UserError(f"--output_dir {out} would overwrite the --predictions_file being scored; write elsewhere")
+    _check_output_dir(out, task, args)
+    if where is not None:
+        where["out"] = out
     if args.export_codereval:
         _check_export_targets(args, items, out)
+    execution = _sandbox(items, args)  # before the model loads: a machine that cannot run the tests says so now
+    with locked(out, f"an evaluation ({task}/evaluate.py)"):
+        folder = EvaluationFolder(out, args)
+        folder.check(args.overwrite_output_dir)
+        report, answers = _evaluate(task, args, items, dropped, notes, out, folder, execution)
+    if args.export_codereval:
+        _export_codereval(task, args, items, answers, out)
+    return report
+
+
+def _evaluate(task: str, args: EvalArguments, items: list[dict], dropped: list[dict], notes: list[str], out: Path,
+              folder: EvaluationFolder, execution: dict | None) -> tuple[dict, list[str]]:
+    """Predictions (generated, or read from --predictions_file), their scores, and the three output files."""
+    fingerprint = None
     if args.predictions_file:
         items, prompts, raw, answers = read_predictions(args.predictions_file, items, dropped, notes)
         system = f"predictions from {args.predictions_file}"
     else:
-        prompts, raw, answers, system = predict(items, args)
+        prompts, raw, answers, system, fingerprint = predict(items, args, folder, notes)
     if args.codereval_results:
         attach_verdicts(items, answers, file_list(args.codereval_results), notes)
     logger.info("scoring %d items", len(items))
@@ -59,9 +79,13 @@ def evaluate(task: str, argv: list[str] | None = None) -> dict:
         source = getattr(args, registry.get(name).data_flag)
         if is_single_file(source) and any(it["task"] == name for it in items):
             test_files[name] = str(Path(source).expanduser().resolve())
+    executed = execution is not None and any("executed" in group for groups in metrics["tasks"].values()
+                                             for group in groups.values())
     report = {"task": task, "system": system, "model_path": args.model_path, "benchmark": args.benchmark,
               "split": args.split, "test_files": test_files, "num_items": len(items), "metrics": metrics["tasks"],
-              "quality": quality, "notes": metrics["notes"], "arguments": asdict(args)}
+              "quality": quality, "notes": metrics["notes"], "arguments": asdict(args),
+              **({"execution": execution} if executed else {}),
+              "evaluation_record": eval_resume.record(args, fingerprint)}
     out.mkdir(parents=True, exist_ok=True)
     write_lines(out / "predictions.jsonl", [
         {"id": it["id"], "task": it["task"],
@@ -71,20 +95,52 @@ def evaluate(task: str, argv: list[str] | None = None) -> dict:
         for it, p, r, a, s, q in zip(items, prompts, raw, answers, per_item, per_quality)])
     write_json(out / "metrics.json", report)
     write_text(out / "report.md", render_report(report))
+    folder.finish()
     logger.info("wrote %s/{predictions.jsonl,metrics.json,report.md}", out)
-    if args.export_codereval:
-        from common.codereval import export_codereval
+    return report, answers
 
-        files = export_codereval(args.export_codereval, items, answers)
-        spec = _codereval_task(items)
-        data_flag = f"--{spec.data_flag}" if task == MULTITASK else "--test_dataset"
-        rerun = (f"python {task}/evaluate.py --predictions_file {out / 'predictions.jsonl'} {data_flag} "
-                 f"{getattr(args, spec.data_flag)}" + (f" --exclude_ids {args.exclude_ids}" if args.exclude_ids else "")
-                 + (f" --language {args.language}" if args.language else "") + " --codereval_results "
-                 + ",".join(f"{f.name}_out.jsonl" for f in files))
-        logger.info("wrote the CoderEval harness input %s; run CoderEval's Docker harness on it, then: %s",
-                    ", ".join(map(str, files)), rerun)
-    return report
+
+def _check_output_dir(out: Path, task: str, args: EvalArguments) -> None:
+    """The output folder may not be, contain or lie inside a data set or another input; inside the evaluated run's
+    folder it may lie (that is the default: {model_path}/eval-...), but not be or contain the model itself."""
+    inputs = {f"--{registry.get(name).data_flag}": getattr(args, registry.get(name).data_flag) for name in args.tasks}
+    if task != MULTITASK and args.test_dataset:
+        inputs = {"--test_dataset": args.test_dataset}
+    inputs.update({"--predictions_file": args.predictions_file, "--exclude_ids": args.exclude_ids,
+                   "--pmd": args.pmd, "--bertscore_model": args.bertscore_model, "--side_model": args.side_model})
+    check_output_dir(out, inputs)
+    if args.model_path and Path(args.model_path).expanduser().exists():
+        model = Path(args.model_path).expanduser().resolve()
+        target = out.resolve()
+        if target == model or model.is_relative_to(target):
+            raise UserError(f"--output_dir {out} is or contains --model_path {args.model_path}: the evaluation "
+                            f"would write among the model's files; pick another --output_dir")
+
+
+def _sandbox(items: list[dict], args: EvalArguments) -> dict | None:
+    """The isolation layers that will run the items' tests (None when nothing is executed here); refuses when this
+    machine has no sandbox and --unsafe_execution was not given."""
+    from common.scoring import executes_tests
+
+    if args.codereval_results or not any(executes_tests(it) for it in items):
+        return None
+    from common.execution import sandbox_layers
+
+    return sandbox_layers(args.unsafe_execution)
+
+
+def _export_codereval(task: str, args: EvalArguments, items: list[dict], answers: list[str], out: Path) -> None:
+    from common.codereval import export_codereval
+
+    files = export_codereval(args.export_codereval, items, answers)
+    spec = _codereval_task(items)
+    data_flag = f"--{spec.data_flag}" if task == MULTITASK else "--test_dataset"
+    rerun = (f"python {task}/evaluate.py --predictions_file {out / 'predictions.jsonl'} {data_flag} "
+             f"{getattr(args, spec.data_flag)}" + (f" --exclude_ids {args.exclude_ids}" if args.exclude_ids else "")
+             + (f" --language {args.language}" if args.language else "") + " --codereval_results "
+             + ",".join(f"{f.name}_out.jsonl" for f in files))
+    logger.info("wrote the CoderEval harness input %s; run CoderEval's Docker harness on it, then: %s",
+                ", ".join(map(str, files)), rerun)
 
 
 def _check_export_targets(args: EvalArguments, items: list[dict], out: Path) -> None:
@@ -112,32 +168,62 @@ def _codereval_task(items: list[dict]):
     return registry.get(next(it["task"] for it in items if (it.get("extra") or {}).get("codereval_id") is not None))
 
 
-def predict(items: list[dict], args: EvalArguments) -> tuple[list[str], list[str], list[str], str]:
-    """(prompts, raw outputs, extracted answers, model description) from running the model."""
-    from common.encoding import ChatFormat, fit_prompt, render_prompt
+def predict(items: list[dict], args: EvalArguments, folder: EvaluationFolder,
+            notes: list[str]) -> tuple[list[str], list[str], list[str], str, str]:
+    """(prompts, raw outputs, extracted answers, model description, generation fingerprint) from running the model;
+    each batch's outputs are recorded in `folder` as they come, and those an earlier run recorded are reused."""
+    from common.encoding import ChatFormat, fingerprint, fit_prompt, render_prompt
     from common.inference import generate
     from common.modeling import load_for_inference
 
     model, tokenizer, how = load_for_inference(args.model_path, args.merge_adapter)
     chat = ChatFormat.for_tokenizer(tokenizer)
+    if chat.system_role_merged:
+        notes.append("the model's chat template refuses a system message: the system prompt opens the first user "
+                     "turn instead (as in training)")
     stop = sorted(set(chat.end_of_turn_ids) | ({tokenizer.eos_token_id} - {None}))
     prompts_text, ids = [], []
     for item in items:
         messages, prompt, _ = fit_prompt(item, tokenizer, args.max_prompt_length)
         prompts_text.append(render_prompt(tokenizer, messages))
         ids.append(prompt)
-    raw = [""] * len(items)
     budgets: dict[int, list[int]] = {}  # each task its own budget (summaries 128 tokens, code 512)
     for i, it in enumerate(items):
         budget = args.max_new_tokens if args.max_new_tokens is not None else registry.get(it["task"]).max_new_tokens
-        budgets.setdefault(budget, []).append(i)
+        budgets.setdefault(_within_context(budget, model, args, notes), []).append(i)
+    keys = [eval_resume.item_key(it) for it in items]
+    key = fingerprint({"model": eval_resume.model_stamp(args.model_path), "items": keys, "prompts": ids,
+                       "budgets": sorted((b, chosen) for b, chosen in budgets.items())})
+    folder.start(key)
+    raw = [""] * len(items)
     for budget, chosen in sorted(budgets.items()):
+        done = {n: folder.done[keys[i]] for n, i in enumerate(chosen) if keys[i] in folder.done}
         outs = generate(model, tokenizer, [ids[i] for i in chosen], stop, budget, args.batch_size,
-                        desc=f"generate (up to {budget} tokens)")
+                        desc=f"generate (up to {budget} tokens)", done=done,
+                        on_batch=lambda batch, chosen=chosen: folder.record(
+                            {keys[chosen[n]]: out for n, out in batch.items()}))
         for i, out in zip(chosen, outs):
             raw[i] = out
     answers = [extract_answer(it["task"], out, it["language"]) for it, out in zip(items, raw)]
-    return prompts_text, raw, answers, how
+    return prompts_text, raw, answers, how, key
+
+
+def _within_context(budget: int, model, args: EvalArguments, notes: list[str]) -> int:
+    """New tokens fit in the model's context after the longest prompt (--max_prompt_length): a larger budget is
+    capped, with a warning and a note in metrics.json, rather than generating past what the model can attend to."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if not context or args.max_prompt_length + budget <= context:
+        return budget
+    room = context - args.max_prompt_length
+    if room < 1:
+        raise UserError(f"--max_prompt_length {args.max_prompt_length} fills the model's whole context of {context} "
+                        f"tokens; use a smaller --max_prompt_length")
+    message = (f"max_new_tokens {budget} capped to {room}: the model's context is {context} tokens and prompts take "
+               f"up to --max_prompt_length {args.max_prompt_length}")
+    if message not in notes:
+        logger.warning("%s", message)
+        notes.append(message)
+    return room
 
 
 def _default_output_dir(task: str, args: EvalArguments) -> Path:
@@ -160,4 +246,10 @@ def _default_output_dir(task: str, args: EvalArguments) -> Path:
 
 def run_cli(task: str, argv: list[str] | None = None) -> int:
     """Entry point of the evaluate.py scripts: 0 on success, 2 with one line on stderr for a user error."""
-    return cli.run(lambda: evaluate(task, argv))
+    where: dict = {}
+
+    def hint() -> str:
+        folder = f" in {where['out']}" if "out" in where else ""
+        return f"rerun the same command to continue the evaluation{folder} from the answers already generated"
+
+    return cli.run(lambda: evaluate(task, argv, where), hint)

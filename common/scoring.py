@@ -97,7 +97,8 @@ def _pass_at_1(items, answers, idx, timeout, per_item, context: ScoreContext, wh
         return {}
     from common.execution import execute_programs
 
-    results = execute_programs([_program(items[i], answers[i]) for i in tests], timeout=timeout)
+    results = execute_programs([_program(items[i], answers[i]) for i in tests], timeout=timeout,
+                               unsafe=context.args.unsafe_execution)
     for i, r in zip(tests, results):
         per_item[i]["pass@1"] = int(r.passed)
     return {"pass@1": sum(per_item[i]["pass@1"] for i in tests) / len(tests), "executed": len(tests)}
@@ -130,6 +131,11 @@ def _count(group: dict, key: str) -> int:
     if key == "scored" and key not in group:
         return group["n"] if "exact_match" in group else 0
     return group.get(key, 0)
+
+
+def executes_tests(item: dict) -> bool:
+    """Whether scoring runs this item's tests here (HumanEval, or a Python item that carries its tests)."""
+    return _program(item, "") is not None
 
 
 def _program(item: dict, answer: str) -> str | None:

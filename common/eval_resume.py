@@ -1,0 +1,219 @@
+"""An evaluation that survives being killed, and never overwrites another one.
+
+Generated answers are appended, batch by batch, to `predictions.partial.jsonl` in the output folder; rerun with the
+same arguments, the evaluation continues from them (a kill mid-write loses at most the batch being written, whose
+torn line is ignored). Batches are fixed over the whole item list (`common.inference.generate`) and a batch is
+reused only whole, so a resumed evaluation generates exactly what an uninterrupted one would, and its final files
+are the same. A finished evaluation keeps its raw outputs in predictions.jsonl: rerun with the same arguments, it is
+scored again from them without generating.
+
+What decides the generations is recorded: the arguments that change a number (`comparable`), and a fingerprint of
+the items, their prompts and the model's files (`generation_fingerprint`). A rerun whose arguments differ is refused
+naming the keys, before the model loads; one whose model or test data changed is refused once the prompts are
+built; `--overwrite_output_dir` starts afresh. Only this module's files and the evaluation's three outputs are ever
+written into the folder, and a folder that holds any of them from something else is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from common.errors import UserError
+
+logger = logging.getLogger("common")
+
+PARTIAL = "predictions.partial.jsonl"
+OUTPUTS = ("predictions.jsonl", "metrics.json", "report.md")
+# Arguments that change no number: where the outputs go, what to do with an existing folder, and whether running
+# generated code unisolated is permitted (the same programs run the same way either way).
+NEUTRAL = frozenset({"output_dir", "overwrite_output_dir", "unsafe_execution"})
+_PATH_KEYS = ("model_path", "predictions_file", "exclude_ids", "pmd", "bertscore_model", "side_model")
+_MODEL_FILES = {"config.json", "adapter_config.json", "tokenizer.json", "tokenizer_config.json"}
+_WEIGHT_SUFFIXES = {".safetensors", ".bin", ".gguf"}
+
+
+def comparable(args) -> dict:
+    """The evaluation's arguments that change its numbers, local paths made absolute (so `./run` equals `run`)."""
+    return _comparable(asdict(args))
+
+
+def _comparable(arguments: dict) -> dict:
+    values = {k: v for k, v in arguments.items() if k not in NEUTRAL}
+    for key, value in values.items():
+        if isinstance(value, str) and (key in _PATH_KEYS or key.endswith("_dataset")):
+            values[key] = ",".join(_absolute(v) for v in value.split(","))
+    return values
+
+
+def _absolute(path: str) -> str:
+    local = Path(path).expanduser()
+    return str(local.resolve()) if local.exists() else path
+
+
+def model_stamp(model_path: str | None) -> list:
+    """Names, sizes and modification times of a local model's weight and configuration files (not of the run's other
+    outputs, such as earlier evaluations inside it); a hub id stands for itself."""
+    if not model_path:
+        return []
+    path = Path(model_path).expanduser()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name in _MODEL_FILES))
+    else:
+        return [model_path]
+    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def item_key(item: dict) -> str:
+    return f"{item['task']}\t{item['id']}"
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    keys = sorted((set(old) | set(new)) - NEUTRAL)
+    return [f"{k} ({_short(old.get(k))} -> {_short(new.get(k))})" for k in keys if old.get(k) != new.get(k)]
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class EvaluationFolder:
+    """The output folder of one evaluation: what an earlier run left there, and the partial generations."""
+
+    def __init__(self, out: Path, args):
+        self.out = Path(out)
+        self.args = comparable(args)
+        self.done: dict[str, str] = {}  # item key -> raw output, from an earlier run with the same arguments
+        self._fingerprint: str | None = None  # of the earlier run's generations
+        self._earlier_final = False
+
+    def check(self, overwrite: bool) -> None:
+        """Refuse a folder whose files are not an evaluation with these arguments (unless `overwrite`, and then only
+        files of an evaluation are removed); otherwise remember what an earlier run generated. Runs before the model
+        loads and writes nothing."""
+        partial, metrics = self.out / PARTIAL, self.out / "metrics.json"
+        present = [name for name in (PARTIAL, *OUTPUTS) if (self.out / name).exists()]
+        if not present:
+            return
+        header = _partial_header(partial) if partial.exists() else None
+        report = _read_json(metrics) if metrics.exists() else None
+        recorded = (header or {}).get("arguments") or _report_arguments(report)
+        if recorded is None:
+            raise UserError(f"--output_dir {self.out} holds {', '.join(present)} from something other than an "
+                            f"evaluation of this toolkit; pick another --output_dir")
+        if overwrite:
+            for name in present:
+                (self.out / name).unlink()
+            logger.info("--overwrite_output_dir: removed the earlier evaluation's %s", ", ".join(present))
+            return
+        changed = _differences(recorded, self.args)
+        if changed:
+            raise UserError(f"--output_dir {self.out} holds an evaluation with other arguments: {'; '.join(changed)}"
+                            f"; pass --overwrite_output_dir to replace it, or pick another --output_dir")
+        if header is not None:
+            self._fingerprint = header.get("fingerprint")
+            self.done = _partial_rows(partial)
+            logger.info("resuming the evaluation in %s: %d answers already generated", self.out, len(self.done))
+        elif (report or {}).get("evaluation_record", {}).get("generation_fingerprint"):
+            self._fingerprint = report["evaluation_record"]["generation_fingerprint"]
+            self._earlier_final = True
+            self.done = _final_rows(self.out / "predictions.jsonl")
+            logger.info("%s holds this evaluation already: scoring its %d answers again", self.out, len(self.done))
+
+    def start(self, fingerprint: str) -> None:
+        """Before the first answer is generated: the earlier generations are reused only for the same items, prompts
+        and model files; then the partial file is opened (with its header) for appending."""
+        if self._fingerprint is not None and self._fingerprint != fingerprint:
+            raise UserError(f"--output_dir {self.out} holds an evaluation of other items, prompts or model files "
+                            f"(the model or the test data changed since); pass --overwrite_output_dir to replace it")
+        partial = self.out / PARTIAL
+        if not partial.exists() or self._earlier_final:
+            self.out.mkdir(parents=True, exist_ok=True)
+            header = {"arguments": self.args, "fingerprint": fingerprint}
+            lines = [json.dumps(header, default=str)]
+            # a finished evaluation's answers move into the partial file, so that a kill now loses nothing
+            lines += [json.dumps({"key": k, "output": v}, ensure_ascii=False) for k, v in self.done.items()]
+            from common.files import write_text
+
+            write_text(partial, "\n".join(lines) + "\n")
+        self._fingerprint = fingerprint
+
+    def record(self, answers: dict[str, str]) -> None:
+        """Append one batch's raw outputs, durably (a kill after this returns loses none of them)."""
+        with open(self.out / PARTIAL, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps({"key": k, "output": v}, ensure_ascii=False) + "\n"
+                            for k, v in answers.items()))
+            f.flush()
+            os.fsync(f.fileno())
+        self.done.update(answers)
+
+    def finish(self) -> None:
+        """The final files are written: the partial file has served its purpose."""
+        (self.out / PARTIAL).unlink(missing_ok=True)
+
+
+def record(args, fingerprint: str | None) -> dict:
+    """What metrics.json keeps so that a rerun can tell whether it is the same evaluation."""
+    return {"arguments": comparable(args), "generation_fingerprint": fingerprint}
+
+
+def _report_arguments(report: dict | None) -> dict | None:
+    if not report:
+        return None
+    kept = report.get("evaluation_record")
+    if isinstance(kept, dict) and isinstance(kept.get("arguments"), dict):
+        return kept["arguments"]
+    return _comparable(report["arguments"]) if isinstance(report.get("arguments"), dict) else None
+
+
+def _partial_header(path: Path) -> dict | None:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline()
+    try:
+        header = json.loads(first)
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) and "arguments" in header else None
+
+
+def _partial_rows(path: Path) -> dict[str, str]:
+    rows: dict[str, str] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        next(f, None)
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # the line being written when the run was killed
+            if isinstance(row, dict) and isinstance(row.get("key"), str) and isinstance(row.get("output"), str):
+                rows[row["key"]] = row["output"]
+    return rows
+
+
+def _final_rows(path: Path) -> dict[str, str]:
+    rows: dict[str, str] = {}
+    if not path.is_file():
+        return rows
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+                rows[item_key(row)] = row["output"]
+            except (ValueError, KeyError, TypeError):
+                return {}  # not this toolkit's file after all: generate again
+    return rows
