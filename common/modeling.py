@@ -215,6 +215,11 @@ def check_tokenizer(tokenizer, config, shown: str, flag: str = "--base_model_nam
     """A real tokenizer whose ids all fit the model's embedding table."""
     if len(tokenizer) <= 1:  # AutoTokenizer without any tokenizer file gives an empty tokenizer
         raise _no_tokenizer(shown, flag)
+    # tokenizer_config.json without its vocabulary (tokenizer.json, vocab.json, ...) gives one that knows only its
+    # special tokens and encodes every text to nothing
+    if not tokenizer("def add(a, b):\n    return a + b", add_special_tokens=False)["input_ids"]:
+        raise UserError(f"{flag} {shown}: its tokenizer encodes text to nothing (the vocabulary file, e.g. "
+                        f"tokenizer.json, is missing); copy the tokenizer files from the base model")
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     vocab_size = getattr(text, "vocab_size", None)
     if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:

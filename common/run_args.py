@@ -292,6 +292,9 @@ def _validate(strategy: str, v: dict) -> None:
         if not (is_torch_bf16_gpu_available() or is_torch_xla_available()):
             raise UserError("--bf16 needs a GPU with bf16 support: drop it, or add --use_cpu True for bf16 autocast "
                             "on the CPU")
+    if v["max_steps"] == 0:  # the Trainer would take one step and save it as the result
+        raise UserError("--max_steps 0: give a positive number of steps, or -1 (the default) to train for "
+                        "--num_train_epochs")
     if v["num_train_epochs"] <= 0 and v["max_steps"] <= 0:
         raise UserError(f"--num_train_epochs {v['num_train_epochs']:g}: train for a positive number of epochs, or "
                         f"give --max_steps N")

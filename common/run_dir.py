@@ -276,7 +276,8 @@ def locked(output_dir, what: str) -> Iterator[Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"--output_dir {out} cannot be created: {first_line(exc)}") from None
+        raise UserError(f"--output_dir {out} cannot be created: {first_line(exc)}; pick another --output_dir") \
+            from None
     try:
         mine = _acquire(out / LOCK_NAME, what)
     except BaseException:

@@ -114,6 +114,16 @@ def test_training_refuses_a_model_without_tokenizer_files(strategy, tiny_model, 
              "copy them from the base model")
 
 
+@pytest.mark.parametrize("strategy", ["qlora", "fft"])
+def test_training_refuses_a_tokenizer_config_without_its_vocabulary(strategy, tiny_model, tmp_path, capsys,
+                                                                     no_loading):
+    """tokenizer_config.json alone loads as a tokenizer of the special tokens only, encoding any text to nothing."""
+    model = _copy(tiny_model, tmp_path)
+    (model / "tokenizer.json").unlink()
+    _refused("summarization", strategy, _train(model, tmp_path, strategy), tmp_path, capsys,
+             f"--base_model_name {model}: its tokenizer encodes text to nothing", "copy the tokenizer files")
+
+
 def test_evaluation_refuses_a_model_without_tokenizer_files(tiny_model, tmp_path, capsys, no_weights):
     model = _without_tokenizer(tiny_model, tmp_path)
     _refused("summarization", "evaluate", _eval(model, tmp_path), tmp_path, capsys,

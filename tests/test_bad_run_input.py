@@ -120,6 +120,8 @@ FLAGS = [
                  ["--num_train_epochs 0", "--max_steps"], id="epochs-zero"),
     pytest.param(_train("multitask", "qlora", num_train_epochs=-2, max_steps=-1), ["--num_train_epochs -2"],
                  id="epochs-negative"),
+    pytest.param(_train("summarization", "qlora", max_steps=0), ["--max_steps 0", "-1 (the default)"],
+                 id="max_steps-zero"),
     # 2. values with no meaning
     pytest.param(_train("summarization", "fft", learning_rate=-1e-4), ["--learning_rate -0.0001"],
                  id="learning_rate-negative"),
