@@ -20,7 +20,7 @@ import logging
 import math
 from pathlib import Path
 
-from common import cli, encoding, run_dir
+from common import checkpoints, cli, encoding, run_dir
 from common import data as rows
 from common.args import DEMO_MODEL_DIR, MULTITASK, RunArgs
 from common.errors import UserError
@@ -45,7 +45,7 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None, progress: 
         progress["output_dir"] = str(out)
     overwrite = run.model.overwrite_output_dir
     if training.resume_from_checkpoint:
-        resume = run_dir.check_checkpoint(training.resume_from_checkpoint)
+        resume = checkpoints.check_checkpoint(training.resume_from_checkpoint)
         if overwrite and Path(resume).expanduser().resolve().is_relative_to(out):
             raise UserError(f"--resume_from_checkpoint {resume} lies inside --output_dir {training.output_dir}, "
                             f"which --overwrite_output_dir would empty; resume from a copy or drop one of the flags")
@@ -97,21 +97,21 @@ def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
     elif overwrite:
         resume = None  # the previous run's checkpoints are removed below
     else:
-        resume = run_dir.last_complete_checkpoint(out)
+        resume = checkpoints.last_complete_checkpoint(out)
     _log_plan(run, stats)
 
     model = build_model(strategy, run.model, run.strategy_args, training, tokenizer)  # FFT or QLoRA: ready to train
     trainer = build_trainer(run, model, tokenizer, _model_columns(train_set),
                             None if eval_set is None else _model_columns(eval_set),
                             eval_tasks=[] if eval_set is None else eval_set["task"])
-    trainer.add_callback(run_dir.checkpoint_marker_callback())
+    trainer.add_callback(checkpoints.checkpoint_marker_callback())
     if trainer.is_world_process_zero():  # everything checked: only now does the run write anything
         if overwrite:
             removed = run_dir.clear_run(out)
             if removed:
                 logger.info("--overwrite_output_dir: removed the previous run in %s (%s)", out, ", ".join(removed))
         else:
-            run_dir.remove_incomplete_checkpoints(out)  # never loaded, never rotated by the Trainer
+            checkpoints.remove_incomplete_checkpoints(out)  # never loaded, never rotated by the Trainer
         save_cache()
         _write_run_config(run, stats)
 

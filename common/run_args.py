@@ -4,6 +4,8 @@
 defaults wherever the user did not give a value; a bad combination fails in one line (UserError) before any model or
 data is loaded. `task` is a registered task or "multitask" (the mixture, `--tasks`). `--config FILE` (YAML or JSON,
 e.g. configs/mt-qlora.yaml) supplies flags as if typed before the command line's own, which therefore win.
+Longer than most modules on purpose: every check of a flag or a combination of flags lives here, in one pass, so
+that none of them can run after data or a model has loaded.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def test_bad_lora_flags_are_refused_at_parse_time(flag, value, tmp_path, capsys)
 @pytest.mark.parametrize("strategy", ["qlora", "fft"])
 @pytest.mark.parametrize("value", ["flash_attention_2", "foo"])
 def test_unusable_attn_implementation_is_refused_at_parse_time(value, strategy, tmp_path, capsys):
-    from common.modeling import attn_implementations
+    from common.model_files import attn_implementations
 
     if value in attn_implementations():
         pytest.skip(f"{value} is usable here")

@@ -18,7 +18,7 @@ import datasets  # noqa: F401 - imported here, their log handlers bind to the se
 import pytest
 import transformers  # noqa: F401
 
-from common import run_dir
+from common import checkpoints, run_dir
 from common.errors import UserError
 from conftest import SAMPLES, base_args, read_json, run_script
 
@@ -195,6 +195,9 @@ def test_lock_is_released_and_created_folders_removed_on_interrupt(tmp_path):
     pytest.param("qlora", {"learning_rate": 0.02}, ["--learning_rate 0.01 -> 0.02"], id="learning_rate"),
     pytest.param("qlora", {"lora_r": 4}, ["--lora_r 8 -> 4"], id="lora_r"),
     pytest.param("fft", {}, ['strategy "qlora" -> "fft"'], id="fft_into_qlora"),
+    # eval_loss, which picks the best checkpoint, is a mean over evaluation batches
+    pytest.param("qlora", {"per_device_eval_batch_size": 3}, ["--per_device_eval_batch_size 4 -> 3"],
+                 id="eval_batch_size"),
 ])
 def test_rerun_with_other_arguments_is_refused(script, flags, needles, finished, tiny_model, capsys):
     before = _snapshot(finished.parent)
@@ -253,13 +256,13 @@ def _checkpoint(folder, files=("trainer_state.json", "adapter_model.safetensors"
 def test_last_complete_checkpoint_skips_and_removes_incomplete_ones(tmp_path, caplog):
     _checkpoint(tmp_path / "checkpoint-2")  # saved before markers existed: judged by its files
     _checkpoint(tmp_path / "checkpoint-3", files=("trainer_state.json", "adapter_model.safetensors"))
-    assert run_dir.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert checkpoints.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     _checkpoint(tmp_path / "checkpoint-4", marked=True)
     _checkpoint(tmp_path / "checkpoint-10")  # all files but no marker after a marked one: its save was cut short
     with caplog.at_level("WARNING"):
-        assert run_dir.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+        assert checkpoints.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
     assert "checkpoint-3, checkpoint-10" in caplog.text
-    assert run_dir.remove_incomplete_checkpoints(tmp_path) == ["checkpoint-3", "checkpoint-10"]
+    assert checkpoints.remove_incomplete_checkpoints(tmp_path) == ["checkpoint-3", "checkpoint-10"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
 
 

@@ -303,7 +303,7 @@ FAST = [
                  id="inference-load-adapter_without_base"),
     pytest.param(_eval("summarization", *DATA, "--model_path", "{t}/adapter_gone_base", "--num_samples", "1"),
                  ["--model_path (its base model): no such directory", "/nonexistent/base"],
-                 id="modeling-check_model_source-adapter_base"),
+                 id="model_files-check_model_source-adapter_base"),
     pytest.param(_eval("summarization", *DATA, "--model_path", "nobody/no-such-model", "--num_samples", "1"),
                  ["--model_path", "nobody/no-such-model", "--model_path PATH"], id="modeling-load-hub_model"),
 ]
