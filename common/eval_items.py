@@ -183,6 +183,11 @@ def read_predictions(path: str, items: list[dict], excluded: list[dict] = (),
             raise UserError(f"--predictions_file: line {n} of {file} needs `id` and `prediction`")
         if not isinstance(row["prediction"], str) or not isinstance(row.get("output", ""), str):
             raise UserError(f"--predictions_file: line {n} of {file}: `prediction` must be text")
+        try:  # JSON may escape a lone surrogate (\ud800), which no UTF-8 file or program can hold
+            (row["prediction"] + row.get("output", "")).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"--predictions_file: line {n} of {file}: the text holds an unpaired surrogate (an escape "
+                            f"like \\ud800 that is not valid Unicode); fix the file's escapes") from None
         rid = str(row["id"])
         if row.get("task") in registry.TASKS and row["task"] not in evaluated:
             other_tasks += 1  # e.g. a multi-task file scored for some of its tasks (--tasks)

@@ -101,6 +101,7 @@ class EvaluationFolder:
         self.done: dict[str, str] = {}  # item key -> raw output, from an earlier run with the same arguments
         self._fingerprint: str | None = None  # of the earlier run's generations
         self._earlier_final = False
+        self._replaced: list[str] = []  # --overwrite_output_dir: removed once the new evaluation is under way
 
     def check(self, overwrite: bool) -> None:
         """Refuse a folder whose files are not an evaluation with these arguments (unless `overwrite`, and then only
@@ -117,9 +118,7 @@ class EvaluationFolder:
             raise UserError(f"--output_dir {self.out} holds {', '.join(present)} from something other than an "
                             f"evaluation of this toolkit; pick another --output_dir")
         if overwrite:
-            for name in present:
-                (self.out / name).unlink()
-            logger.info("--overwrite_output_dir: removed the earlier evaluation's %s", ", ".join(present))
+            self._replaced = present
             return
         changed = _differences(recorded, self.args)
         if changed:
@@ -139,8 +138,10 @@ class EvaluationFolder:
         """Before the first answer is generated: the earlier generations are reused only for the same items, prompts
         and model files; then the partial file is opened (with its header) for appending."""
         if self._fingerprint is not None and self._fingerprint != fingerprint:
-            raise UserError(f"--output_dir {self.out} holds an evaluation of other items, prompts or model files "
-                            f"(the model or the test data changed since); pass --overwrite_output_dir to replace it")
+            raise UserError(f"--output_dir {self.out} holds an evaluation of other items, prompts, model files or "
+                            f"runtime (the model or the test data changed since, or it ran on another device, dtype "
+                            f"or library version); pass --overwrite_output_dir to replace it")
+        self._remove_replaced()
         partial = self.out / PARTIAL
         if not partial.exists() or self._earlier_final:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -163,8 +164,18 @@ class EvaluationFolder:
         self.done.update(answers)
 
     def finish(self) -> None:
-        """The final files are written: the partial file has served its purpose."""
+        """The final files are written: the partial file has served its purpose (and, rescoring a predictions file
+        over an evaluation replaced with --overwrite_output_dir, so has the earlier one's)."""
+        self._remove_replaced()
         (self.out / PARTIAL).unlink(missing_ok=True)
+
+    def _remove_replaced(self) -> None:
+        """Not in `check`: a run that fails before it generates (a bad model, say) leaves the earlier one whole."""
+        if self._replaced:
+            for name in self._replaced:
+                (self.out / name).unlink(missing_ok=True)
+            logger.info("--overwrite_output_dir: removed the earlier evaluation's %s", ", ".join(self._replaced))
+            self._replaced = []
 
 
 def record(args, fingerprint: str | None) -> dict:

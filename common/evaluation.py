@@ -192,7 +192,15 @@ def predict(items: list[dict], args: EvalArguments, folder: EvaluationFolder,
         budget = args.max_new_tokens if args.max_new_tokens is not None else registry.get(it["task"]).max_new_tokens
         budgets.setdefault(_within_context(budget, model, args, notes), []).append(i)
     keys = [eval_resume.item_key(it) for it in items]
-    key = fingerprint({"model": eval_resume.model_stamp(args.model_path), "items": keys, "prompts": ids,
+    from common.training import library_versions
+
+    # what loaded (4-bit or not, dtype, device) and the libraries that ran it decide the generations as much as the
+    # model's files do: an evaluation resumed elsewhere must not mix in answers generated otherwise
+    weights = next(model.parameters())
+    runtime = {"4bit": bool(getattr(model, "is_loaded_in_4bit", False)), "dtype": str(weights.dtype),
+               "device": str(weights.device), "versions": library_versions()}
+    key = fingerprint({"model": eval_resume.model_stamp(args.model_path), "runtime": runtime, "items": keys,
+                       "prompts": ids,
                        "budgets": sorted((b, chosen) for b, chosen in budgets.items())})
     folder.start(key)
     raw = [""] * len(items)

@@ -26,7 +26,9 @@ What each program gets in a sandbox:
   the project and the system temp dir do not exist inside. unshare: the whole host filesystem is remounted read-only
   and nosuid (mount_setattr, Linux >= 5.12), the evaluator's home directory and working directory are covered by an
   empty tmpfs (with the Python installation bound back in where it lies under them); everything else stays
-  readable, e.g. the system temp dir, /sys and other users' world-readable files.
+  readable, e.g. the system temp dir, /sys and other users' world-readable files; /run, /var/run, /var/tmp and
+  /dev/shm are covered too (their UNIX sockets would answer connect() through a read-only mount), but sockets in the
+  system temp dir and the host's /dev nodes stay reachable: prefer bubblewrap, which shows neither.
 - A fresh size-capped tmpfs (TMPFS_BYTES) as the only writable place, its cwd and HOME; it vanishes with the program.
 - An environment of PATH, HOME, LANG, LC_ALL, PYTHONHASHSEED=0 and PYTHONDONTWRITEBYTECODE=1 only; stdin closed.
 - Resource limits: address space, CPU seconds, file size (which also caps captured stdout/stderr: they go to files
@@ -125,7 +127,8 @@ def sandbox_layers(unsafe: bool = False) -> dict:
     root = os.geteuid() == 0
     namespaces = ["pid", "net", "mount", "ipc", "uts"] + ([] if root else ["user"])
     visible = ("/usr, /bin, /sbin, /lib*, /etc and the Python installation only" if tool == "bwrap" else
-               "whole host filesystem, read-only, nosuid; home and working directory hidden")
+               "whole host filesystem, read-only, nosuid; home, working directory, /run, /var/tmp, /dev/shm hidden; "
+               "sockets in the system temp dir and host /dev nodes reachable")
     return {"tool": tool, "namespaces": namespaces, "read_only_root": True, "visible": visible,
             "writable": f"fresh temp dir only (tmpfs, {TMPFS_BYTES} bytes; cwd and HOME)", "network": False,
             "env": env, "rlimits": rlimits,
@@ -315,7 +318,10 @@ def _python_dirs() -> list[str]:
 def _hidden_dirs(root: Path) -> list[str]:
     """unshare: directories covered by an empty tmpfs: home, the evaluator's cwd, and (root) those a dropped uid
     cannot traverse on the way to Python; never one that holds the program's own directory or a system directory."""
-    candidates = [os.path.expanduser("~")]
+    # /run, /var/run, /var/tmp and /dev/shm hold the host's UNIX sockets (D-Bus, the user's systemd, docker) and shared
+    # memory: a read-only mount does not stop connect() on a socket, an empty tmpfs over them does
+    candidates = [os.path.expanduser("~"), "/run", "/var/run", "/var/tmp", "/dev/shm"]
+    candidates = [c for c in candidates if os.path.isdir(c)]
     try:
         candidates.append(os.getcwd())
     except OSError:

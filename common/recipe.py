@@ -90,6 +90,10 @@ def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
         stats["counts"]["eval"] = rows.count_rows(eval_set)
     stats["steps_per_epoch"] = set_eval_and_save_steps(run, len(train_set))
     stats["world_size"] = training.world_size
+    recorded = run_dir.recorded_world_size(out)
+    if not overwrite and recorded not in (None, training.world_size):  # another global batch and data order
+        raise UserError(f"--output_dir {out} holds a run trained by {recorded} processes, this one has "
+                        f"{training.world_size}; rerun it with {recorded}, or: {fresh}")
     if not overwrite:
         run_dir.check_compatible(out, run.to_dict(), run_dir.RESULT_NEUTRAL, start_fresh=fresh)
     if training.resume_from_checkpoint:

@@ -76,6 +76,9 @@ def study_training_defaults(tasks: list[str], mixture: bool, strategy: str, devi
         "logging_steps": 10,
         "save_total_limit": 2,
         "report_to": "none",
+        # a resumed run continues early stopping's patience count instead of starting it again (transformers
+        # restores callback states only when asked), so it stops where an uninterrupted run stops
+        "restore_callback_states_from_checkpoint": True,
         "ddp_find_unused_parameters": False,
         # torchrun on CPUs: without gloo + use_cpu accelerate sees no distributed set-up, and every process would
         # train alone and race on the output folder

@@ -352,7 +352,8 @@ def check_compatible(output_dir, new_arguments: dict, ignore: Iterable[str], *,
     new = _flatten(json.loads(json.dumps(new_arguments, default=str)))
     differ = []
     for key in sorted(set(old) | set(new), key=lambda k: (k.count("."), k)):
-        if key in ignore or key.rsplit(".", 1)[-1] in ignore:
+        parts = key.split(".")
+        if key in ignore or any(part in ignore for part in parts):  # also a setting inside an ignored one
             continue
         a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
         if a is _ABSENT or b is _ABSENT or not _same(a, b):
@@ -384,11 +385,25 @@ def write_complete(output_dir, metrics: dict) -> None:
         "completed": datetime.datetime.now().isoformat(timespec="seconds"), "metrics": metrics})
 
 
+def recorded_world_size(output_dir) -> int | None:
+    """The number of processes that trained the run in `output_dir` (from its run_config.json), if recorded."""
+    try:
+        value = json.loads((Path(output_dir) / CONFIG_NAME).read_text(encoding="utf-8")).get("world_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
 def clear_run(output_dir, keep: Iterable[str] = KEPT_ON_CLEAR) -> list[str]:
     """Remove a previous run's files (the completion marker first), keeping `keep`; returns the removed names."""
     out = Path(output_dir)
     if not check_run_dir(out):
         return []
+    for lock in sorted(out.glob(f"*/{LOCK_NAME}")):  # e.g. an evaluation at work in {run}/eval-...
+        holder = _read_lock(lock)
+        if holder and holder.get("host") == socket.gethostname() and _alive(int(holder.get("pid", 0))):
+            raise UserError(f"--overwrite_output_dir would delete {lock.parent}, in use by {holder.get('what')} "
+                            f"({_describe(holder)}); wait for it, or pick another --output_dir")
     keep = set(keep)
     (out / COMPLETE_NAME).unlink(missing_ok=True)
     removed = []

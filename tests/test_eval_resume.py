@@ -231,3 +231,38 @@ def test_the_sandbox_is_recorded_and_required(tmp_path, monkeypatch, capsys):
 def test_summaries_record_no_execution(uninterrupted):
     assert "execution" not in read_json(uninterrupted / "metrics.json")
     assert os.path.exists(uninterrupted / "report.md")
+
+
+def test_a_lone_surrogate_in_predictions_is_one_line(tmp_path, capsys):
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"id": "HumanEval/0", "prediction": "def f():\\n    return \\"\\ud800\\""}\n')
+    out = tmp_path / "out"
+    code = load_script("generation", "evaluate").main(["--benchmark", "humaneval", "--predictions_file", str(preds),
+                                                        "--num_samples", "1", "--output_dir", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: --predictions_file: line 1") and "surrogate" in err[-1]
+    assert not out.exists() and not any("Traceback" in line for line in err)
+
+
+def test_answers_of_another_runtime_are_not_reused(tiny_model, uninterrupted, tmp_path, capsys, monkeypatch):
+    from common import training
+
+    out = tmp_path / "again"
+    shutil.copytree(uninterrupted, out)
+    real = training.library_versions
+    monkeypatch.setattr(training, "library_versions", lambda: dict(real(), transformers="0.0.1"))
+    assert _evaluate("--model_path", str(tiny_model), *DATA, "--output_dir", str(out)) == 2
+    assert "another device, dtype or library version" in capsys.readouterr().err
+
+
+def test_overwrite_keeps_the_earlier_evaluation_until_the_new_one_runs(tiny_model, uninterrupted, tmp_path, capsys):
+    broken, out = tmp_path / "broken", tmp_path / "again"
+    shutil.copytree(tiny_model, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.unlink()
+    shutil.copytree(uninterrupted, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert _evaluate("--model_path", str(broken), *DATA, "--output_dir", str(out), "--overwrite_output_dir",
+                     "True") == 2
+    assert "holds no model weights" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -109,3 +109,29 @@ def test_ctrl_c_closes_progress_bars_before_its_line(capsys):
     assert cli.run(main, lambda: "rerun the same command") == 130
     assert bars[0].disable  # closed: tqdm sets it on close
     assert capsys.readouterr().err.rstrip().splitlines()[-1] == "interrupted: rerun the same command"
+
+
+def test_resume_keeps_the_early_stopping_count(tiny_model, tmp_path, monkeypatch):
+    """Evaluations at steps 2, 4, 6, ...; none after the first improves by the threshold; patience 2: an
+    uninterrupted run stops at step 6. Interrupted at step 5 (one evaluation without improvement counted), the
+    resumed run must count on from there and stop at step 6 too, not start counting again and stop at step 8."""
+    flags = dict(max_steps=12, eval_steps=2, save_steps=2, early_stopping_patience=2, early_stopping_threshold=10)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_script("multitask", "qlora", tiny_model, straight, **flags) == 0
+    assert read_json(straight / "trainer_state.json")["global_step"] == 6
+
+    build = training_module.build_trainer
+
+    def interrupted_trainer(*args, **kwargs):
+        trainer = build(*args, **kwargs)
+        trainer.add_callback(_CtrlC())
+        return trainer
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training_module, "build_trainer", interrupted_trainer)
+        assert run_script("multitask", "qlora", tiny_model, resumed, **flags) == 130
+    assert run_script("multitask", "qlora", tiny_model, resumed, **flags) == 0
+    assert read_json(resumed / "trainer_state.json")["global_step"] == 6
+    a = load_file(straight / "adapter_model.safetensors")
+    b = load_file(resumed / "adapter_model.safetensors")
+    assert _max_difference(a, b) <= 1e-6

@@ -269,3 +269,44 @@ def test_last_complete_checkpoint_skips_and_removes_incomplete_ones(tmp_path, ca
 def test_finished_run_checkpoints_are_marked(finished):
     assert read_json(finished / "checkpoint-2" / "checkpoint_complete")["step"] == 2
     assert read_json(finished / "run_complete.json")["metrics"]["eval_loss"] > 0
+
+
+def test_settings_inside_a_neutral_argument_are_neutral(tmp_path):
+    """activation_checkpointing_kwargs is result-neutral as a whole, so its use_reentrant may change."""
+    saved = {"training": {"learning_rate": 0.01, "activation_checkpointing_kwargs": {"use_reentrant": False}}}
+    (tmp_path / "run_config.json").write_text(json.dumps({"arguments": saved}))
+    new = {"training": {"learning_rate": 0.01, "activation_checkpointing_kwargs": {"use_reentrant": True}}}
+    assert run_dir.check_compatible(tmp_path, new, run_dir.RESULT_NEUTRAL) is True
+    with pytest.raises(UserError, match="--learning_rate 0.01 -> 0.02"):
+        run_dir.check_compatible(tmp_path, dict(new, training=dict(new["training"], learning_rate=0.02)),
+                                 run_dir.RESULT_NEUTRAL)
+
+
+def test_another_number_of_processes_is_another_run(finished, tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    (out / "run_complete.json").unlink()  # an unfinished run, as if killed: it would resume
+    record = read_json(out / "run_config.json")
+    (out / "run_config.json").write_text(json.dumps(dict(record, world_size=2)))
+    before = _snapshot(tmp_path)
+    code = run_script("summarization", "qlora", tiny_model, out, max_steps=2)
+    _one_line_error(capsys, code, "trained by 2 processes, this one has 1", "rerun it with 2")
+    assert _snapshot(tmp_path) == before
+
+
+def test_overwrite_never_deletes_an_evaluation_at_work(finished, tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    (out / "eval-summarization-test").mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        _write_lock(out / "eval-summarization-test", sleeper.pid)
+        before = _snapshot(tmp_path)
+        code = run_script("summarization", "qlora", tiny_model, out, max_steps=2, learning_rate=0.02,
+                          overwrite_output_dir=True)
+        _one_line_error(capsys, code, "--overwrite_output_dir would delete", "eval-summarization-test",
+                        f"pid {sleeper.pid}")
+        assert _snapshot(tmp_path) == before
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
+import shutil
 import socket
 import sys
 import tempfile
@@ -274,3 +276,38 @@ def _processes_with(marker: str) -> list[int]:
         except OSError:
             pass
     return found
+
+
+@pytest.mark.parametrize("tool", ["bwrap", "unshare"])
+def test_host_unix_sockets_are_out_of_reach(tool, monkeypatch, tmp_path):
+    """A read-only mount does not stop connect() on a UNIX socket (D-Bus, docker, the user's systemd live in /run):
+    a world-writable socket in /var/tmp must not answer the program."""
+    monkeypatch.setenv(execution.SANDBOX_ENV, tool)
+    folder = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    try:
+        path = folder / "host.sock"
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        os.chmod(folder, 0o777)
+        os.chmod(path, 0o777)
+        server.listen(1)
+        server.settimeout(6)
+        received: list[bytes] = []
+
+        def accept():
+            try:
+                connection, _ = server.accept()
+                received.append(connection.recv(100))
+            except OSError:
+                pass
+
+        listener = threading.Thread(target=accept)
+        listener.start()
+        program = f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({str(path)!r})\ns.send(b'leak')\n"
+        [result] = execute_programs([program], timeout=3)
+        listener.join()
+        server.close()
+        assert sandbox_layers()["tool"] == tool
+        assert result.status == "failed" and received == []
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
