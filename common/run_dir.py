@@ -80,6 +80,8 @@ RESULT_NEUTRAL = frozenset({
     "skip_memory_metrics", "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id",
     # checkpoints kept, resuming, starting fresh, the processed-data cache
     "save_total_limit", "save_on_each_node", "resume_from_checkpoint", "overwrite_output_dir", "save_processed_data",
+    # only makes a resumed run continue as the interrupted one would have (runs before it was on are not refused)
+    "restore_callback_states_from_checkpoint",
     # the hub
     "push_to_hub", "hub_token", "hub_private_repo", "hub_model_id", "hub_strategy", "hub_always_push", "hub_revision",
     # data loading and process set-up

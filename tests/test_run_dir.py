@@ -277,6 +277,9 @@ def test_settings_inside_a_neutral_argument_are_neutral(tmp_path):
     (tmp_path / "run_config.json").write_text(json.dumps({"arguments": saved}))
     new = {"training": {"learning_rate": 0.01, "activation_checkpointing_kwargs": {"use_reentrant": True}}}
     assert run_dir.check_compatible(tmp_path, new, run_dir.RESULT_NEUTRAL) is True
+    # runs from before callback states were restored on resume are still the same runs
+    restored = {"training": dict(new["training"], restore_callback_states_from_checkpoint=True)}
+    assert run_dir.check_compatible(tmp_path, restored, run_dir.RESULT_NEUTRAL) is True
     with pytest.raises(UserError, match="--learning_rate 0.01 -> 0.02"):
         run_dir.check_compatible(tmp_path, dict(new, training=dict(new["training"], learning_rate=0.02)),
                                  run_dir.RESULT_NEUTRAL)
