@@ -67,3 +67,59 @@ def run_script(task: str, strategy: str, model: Path, out: Path, **overrides) ->
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+# ------------------------------------------------------------------------------ user-error cases (one line, exit 2)
+
+def train_case(task: str, strategy: str, **overrides):
+    """A training command: the flags above on the shipped samples, {model} and {out} filled in per test."""
+    if strategy == "qlora":
+        overrides.setdefault("bnb_4bit_compute_dtype", "float32")
+    return task, strategy, base_args("{model}", "{out}", **overrides)
+
+
+def eval_case(task: str, *args: str):
+    return task, "evaluate", [*args, "--output_dir", "{out}"]
+
+
+def snapshot(root: Path) -> dict:
+    """Every file under root, by content."""
+    return {p: (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def expect_user_error(case, model, tmp_path, capsys, files: dict, *needles) -> str:
+    """Run a case whose argv names inputs {t}/NAME (each written by files[NAME](path, model) first): exit code 2,
+    the last stderr line "error: ..." holding every needle, no traceback, nothing written, inputs unchanged."""
+    task, script, argv = case
+    out = tmp_path / "out"
+    argv = [a.replace("{t}", str(tmp_path)).replace("{out}", str(out)).replace("{model}", str(model)) for a in argv]
+    for name, write in files.items():
+        target = tmp_path / name
+        if str(target) in argv:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write(target, model)
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    code = load_script(task, script).main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err[-5:]
+    assert err and err[-1].startswith("error: "), err[-5:]
+    assert not any("Traceback" in line for line in err), "\n".join(err)[-2000:]
+    for needle in needles:
+        assert needle.replace("{t}", str(tmp_path)) in err[-1], err[-1]
+    assert not out.exists(), "nothing may be written on a user error"
+    assert snapshot(tmp_path) == before, "inputs must stay as they were"
+    return err[-1]
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose command line contains `marker` (zombies waiting for their reaper count as dead)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    found.append(int(entry.name))
+        except OSError:
+            pass
+    return found

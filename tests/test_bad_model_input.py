@@ -17,7 +17,7 @@ import datasets  # noqa: F401 - imported here, their log handlers bind to the se
 import pytest
 import transformers  # noqa: F401
 
-from conftest import ROOT, SAMPLES, base_args, load_script, read_json
+from conftest import ROOT, SAMPLES, base_args, load_script, read_json, snapshot
 
 DATA = ["--summarization_dataset", str(SAMPLES / "code_to_text"),
         "--translation_dataset", str(SAMPLES / "code_to_code_trans")]
@@ -34,10 +34,6 @@ GEMMA_LIKE_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>model\\n' }}{%- endif %}"
 )
-
-
-def _snapshot(root):
-    return {p: (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
 
 
 @pytest.fixture
@@ -67,7 +63,7 @@ def no_weights(monkeypatch):
 
 
 def _refused(task, script, argv, tmp_path, capsys, *needles):
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     capsys.readouterr()
     code = load_script(task, script).main([str(a) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()
@@ -77,7 +73,7 @@ def _refused(task, script, argv, tmp_path, capsys, *needles):
     for needle in needles:
         assert str(needle) in err[-1], err[-1]
     assert not (tmp_path / "out").exists(), "nothing may be written on a user error"
-    assert _snapshot(tmp_path) == before, "inputs must stay as they were"
+    assert snapshot(tmp_path) == before, "inputs must stay as they were"
     return err[-1]
 
 

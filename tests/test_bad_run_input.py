@@ -15,7 +15,7 @@ import datasets
 import pytest
 import torch
 
-from conftest import SAMPLES, base_args, load_script, run_script
+from conftest import SAMPLES, base_args, run_script, eval_case as _eval, expect_user_error, train_case as _train
 
 DATA = ["--summarization_dataset", str(SAMPLES / "code_to_text"),
         "--translation_dataset", str(SAMPLES / "code_to_code_trans")]
@@ -28,16 +28,16 @@ def _jsonl(rows) -> str:
 
 
 def _text(content):
-    return lambda path: path.write_text(content)
+    return lambda path, model=None: path.write_text(content)
 
 
 def _bytes(content: bytes):
-    return lambda path: path.write_bytes(content)
+    return lambda path, model=None: path.write_bytes(content)
 
 
 def _c2t_python(train: bytes, validation: bytes | None = None):
     """A code_to_text folder with python splits only (train, and validation when given)."""
-    def write(path):
+    def write(path, model=None):
         (path / "python").mkdir(parents=True)
         (path / "python" / "train.jsonl").write_bytes(train)
         if validation is not None:
@@ -45,7 +45,7 @@ def _c2t_python(train: bytes, validation: bytes | None = None):
     return write
 
 
-def _saved_with_empty_test(path):
+def _saved_with_empty_test(path, model=None):
     """A DatasetDict saved the default way: its empty test split is saved with no data files."""
     full = datasets.Dataset.from_dict({"id": ["0"], "java": ["class A {}"], "cs": ["class A {}"]})
     datasets.DatasetDict({"train": full, "test": full.select([])}).save_to_disk(str(path))
@@ -71,43 +71,6 @@ FILES = {
     "records_not_objects/CoderEval4Python.json": _text(json.dumps({"RECORDS": [1, 2]})),
     "no_records/CoderEval4Python.json": _text(json.dumps({"tasks": []})),
 }
-
-
-def _train(task: str, strategy: str, **overrides):
-    if strategy == "qlora":
-        overrides.setdefault("bnb_4bit_compute_dtype", "float32")
-    return task, strategy, base_args("{model}", "{out}", **overrides)
-
-
-def _eval(task: str, *args: str):
-    return task, "evaluate", [*args, "--output_dir", "{out}"]
-
-
-def _snapshot(root):
-    return {p: (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
-
-
-def _expect_user_error(case, model, tmp_path, capsys, *needles):
-    task, script, argv = case
-    out = tmp_path / "out"
-    argv = [a.replace("{t}", str(tmp_path)).replace("{out}", str(out)).replace("{model}", str(model)) for a in argv]
-    for name, write in FILES.items():
-        target = tmp_path / name
-        if str(target) in argv:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write(target)
-    before = _snapshot(tmp_path)
-    capsys.readouterr()
-    code = load_script(task, script).main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err[-5:]
-    assert err and err[-1].startswith("error: "), err[-5:]
-    assert not any("Traceback" in line for line in err), "\n".join(err)[-2000:]
-    for needle in needles:
-        assert needle.replace("{t}", str(tmp_path)) in err[-1], err[-1]
-    assert not out.exists(), "nothing may be written on a user error"
-    assert _snapshot(tmp_path) == before, "inputs must stay as they were"
-    return err[-1]
 
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="the check is for machines without a GPU")
@@ -175,7 +138,7 @@ def test_bad_flag(case, needles, tmp_path, capsys, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",  # whatever this machine has installed: wandb is missing
                         lambda name, *a, **k: None if name.split(".")[0] == "wandb" else real(name, *a, **k))
-    _expect_user_error(case, tmp_path / "no-model", tmp_path, capsys, *needles)
+    expect_user_error(case, tmp_path / "no-model", tmp_path, capsys, FILES, *needles)
 
 
 def _parse(task, strategy, tmp_path, **overrides):
@@ -257,13 +220,13 @@ DATA_FILES = [
 
 @pytest.mark.parametrize("case,needles", DATA_FILES)
 def test_bad_data_file(case, needles, tmp_path, capsys):
-    _expect_user_error(case, tmp_path / "no-model", tmp_path, capsys, *needles)
+    expect_user_error(case, tmp_path / "no-model", tmp_path, capsys, FILES, *needles)
 
 
 def test_bad_json_line_in_training_data(tiny_model, tmp_path, capsys):
     """Training reads its data through the same loader: the file and the line, before anything is written."""
     case = _train("summarization", "fft", summarization_dataset="{t}/c2t_bad_json", languages="python")
-    _expect_user_error(case, tiny_model, tmp_path, capsys,
+    expect_user_error(case, tiny_model, tmp_path, capsys, FILES,
                        "--summarization_dataset: cannot read {t}/c2t_bad_json/python/train.jsonl: line 3 is not "
                        "valid JSON")
 

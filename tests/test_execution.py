@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from common.benchmarks import humaneval_program, humaneval_signature, humaneval_summary, load_humaneval
 from common.execution import execute_programs
+from conftest import processes_with
 
 # 10, 32, 38: helpers the tests call sit in the prompt before the entry point; 32 and 0 also need its imports.
 TASKS = ("HumanEval/0", "HumanEval/2", "HumanEval/10", "HumanEval/12", "HumanEval/32", "HumanEval/38",
@@ -108,20 +108,9 @@ def test_infinite_loop_times_out_and_its_processes_die():
     [result] = execute_programs([program], timeout=1.5)
     elapsed = time.monotonic() - start
     assert (result.passed, result.status) == (False, "timeout") and 1.5 <= elapsed < 5, (result, elapsed)
-    assert not _processes_with(marker), "the program's own child must be killed with it"
+    assert not processes_with(marker), "the program's own child must be killed with it"
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Live processes whose command line contains `marker` (zombies waiting for their reaper count as dead)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
-                    found.append(int(entry.name))
-        except OSError:
-            pass
-    return found
 
 
 def test_files_stay_in_a_temporary_directory(tmp_path, monkeypatch):

@@ -25,6 +25,15 @@ class _CtrlC(transformers.TrainerCallback):
             raise KeyboardInterrupt
 
 
+def _interrupted(build):
+    """build_trainer, with Ctrl-C as step 5 begins."""
+    def build_interrupted(*args, **kwargs):
+        trainer = build(*args, **kwargs)
+        trainer.add_callback(_CtrlC())
+        return trainer
+    return build_interrupted
+
+
 def _max_difference(a, b) -> float:
     assert a.keys() == b.keys()
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
@@ -34,15 +43,8 @@ def test_interrupted_run_resumes_from_the_last_complete_checkpoint(tiny_model, t
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert run_script("multitask", "qlora", tiny_model, straight, **FLAGS) == 0
 
-    build = training_module.build_trainer
-
-    def interrupted_trainer(*args, **kwargs):
-        trainer = build(*args, **kwargs)
-        trainer.add_callback(_CtrlC())
-        return trainer
-
     with monkeypatch.context() as patch:
-        patch.setattr(training_module, "build_trainer", interrupted_trainer)
+        patch.setattr(training_module, "build_trainer", _interrupted(training_module.build_trainer))
         capsys.readouterr()
         assert run_script("multitask", "qlora", tiny_model, resumed, **FLAGS) == 130
     err = capsys.readouterr().err
@@ -120,15 +122,8 @@ def test_resume_keeps_the_early_stopping_count(tiny_model, tmp_path, monkeypatch
     assert run_script("multitask", "qlora", tiny_model, straight, **flags) == 0
     assert read_json(straight / "trainer_state.json")["global_step"] == 6
 
-    build = training_module.build_trainer
-
-    def interrupted_trainer(*args, **kwargs):
-        trainer = build(*args, **kwargs)
-        trainer.add_callback(_CtrlC())
-        return trainer
-
     with monkeypatch.context() as patch:
-        patch.setattr(training_module, "build_trainer", interrupted_trainer)
+        patch.setattr(training_module, "build_trainer", _interrupted(training_module.build_trainer))
         assert run_script("multitask", "qlora", tiny_model, resumed, **flags) == 130
     assert run_script("multitask", "qlora", tiny_model, resumed, **flags) == 0
     assert read_json(resumed / "trainer_state.json")["global_step"] == 6

@@ -22,6 +22,7 @@ from common import execution
 from common.benchmarks import humaneval_program, load_humaneval
 from common.errors import UserError
 from common.execution import SandboxUnavailable, execute_programs, sandbox_layers
+from conftest import processes_with
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -145,7 +146,7 @@ def _check_contained(hostile, results):
     hostile["listener"].close()
     assert hostile["listener"].received == [], "the program reached the evaluator's network"
     for marker in hostile["sleeps"]:
-        assert not _processes_with(marker), f"a process of the program outlived the call: sleep {marker}"
+        assert not processes_with(marker), f"a process of the program outlived the call: sleep {marker}"
 
 
 def test_hostile_programs_are_contained(hostile):
@@ -265,17 +266,6 @@ def test_humaneval_and_hostile_programs_in_one_call(hostile):
     _check_contained(hostile, results[len(problems):])
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Live processes whose command line contains `marker` (zombies waiting for their reaper count as dead)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
-                    found.append(int(entry.name))
-        except OSError:
-            pass
-    return found
 
 
 @pytest.mark.parametrize("tool", ["bwrap", "unshare"])

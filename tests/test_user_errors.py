@@ -14,7 +14,7 @@ import datasets  # noqa: F401 - imported here, their log handlers bind to the se
 import pytest
 import transformers  # noqa: F401
 
-from conftest import SAMPLES, base_args, load_script
+from conftest import SAMPLES, eval_case as _eval, expect_user_error, train_case as _train
 
 DATA = ["--summarization_dataset", str(SAMPLES / "code_to_text"),
         "--translation_dataset", str(SAMPLES / "code_to_code_trans")]
@@ -100,41 +100,6 @@ FILES = {
         "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"})}),
     "c2t_no_functions": _code_to_text_without_functions,
 }
-
-
-def _train(task: str, strategy: str, **overrides):
-    """A training command: the conftest flags on the shipped samples, {model} and {out} filled in per test."""
-    if strategy == "qlora":
-        overrides.setdefault("bnb_4bit_compute_dtype", "float32")
-    return task, strategy, base_args("{model}", "{out}", **overrides)
-
-
-def _eval(task: str, *args: str):
-    return task, "evaluate", [*args, "--output_dir", "{out}"]
-
-
-def _snapshot(root):
-    return {p: (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
-
-
-def _expect_user_error(case, model, tmp_path, capsys, *needles):
-    task, script, argv = case
-    out = tmp_path / "out"
-    argv = [a.replace("{t}", str(tmp_path)).replace("{out}", str(out)).replace("{model}", str(model)) for a in argv]
-    for name, write in FILES.items():
-        if str(tmp_path / name) in argv:
-            write(tmp_path / name, model)
-    before = _snapshot(tmp_path)
-    capsys.readouterr()
-    code = load_script(task, script).main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err[-5:]
-    assert err and err[-1].startswith("error: "), err[-5:]
-    assert not any("Traceback" in line for line in err), "\n".join(err)[-2000:]
-    for needle in needles:
-        assert needle.replace("{t}", str(tmp_path)) in err[-1], err[-1]
-    assert not out.exists(), "nothing may be written on a user error"
-    assert _snapshot(tmp_path) == before, "inputs must stay as they were"
 
 
 # ----------------------------------------------------------------------------------- before any model or data loads
@@ -311,7 +276,7 @@ FAST = [
 
 @pytest.mark.parametrize("case,needles", FAST)
 def test_user_error_before_loading(case, needles, tmp_path, capsys):
-    _expect_user_error(case, tmp_path / "no-model", tmp_path, capsys, *needles)
+    expect_user_error(case, tmp_path / "no-model", tmp_path, capsys, FILES, *needles)
 
 
 # ------------------------------------------------------------------------------ with the tiny model's tokenizer/weights
@@ -330,4 +295,4 @@ NEEDS_MODEL = [
 
 @pytest.mark.parametrize("case,needles", NEEDS_MODEL)
 def test_user_error_with_model(case, needles, tiny_model, tmp_path, capsys):
-    _expect_user_error(case, tiny_model, tmp_path, capsys, *needles)
+    expect_user_error(case, tiny_model, tmp_path, capsys, FILES, *needles)
