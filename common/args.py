@@ -8,13 +8,11 @@ validation are in common.run_args.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser, TrainingArguments
-from transformers.hf_argparser import string_to_bool
+from transformers import TrainingArguments
 
 from common.errors import UserError
 from common.languages import DIRECTIONS, SOURCE_LANGUAGES
@@ -143,38 +141,12 @@ class RunArgs:
         }
 
 
-def strict_bool(value: str | bool) -> bool:
-    """True/False/true/false/1/0 and nothing else (the study's `type=bool` made "False" true)."""
-    if isinstance(value, bool):
-        return value
-    if value.lower() in ("true", "1"):
-        return True
-    if value.lower() in ("false", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False (or 1/0), got {value!r}")
-
-
 def split_choices(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [v for v in items if v not in allowed]
     if unknown or not items:
         raise UserError(f"{flag}: unknown value {', '.join(unknown) or repr(value)}; choose from {', '.join(allowed)}")
     return list(dict.fromkeys(items))
-
-
-class _Parser(HfArgumentParser):
-    """HfArgumentParser whose errors are one line (`error: ...`) and exit code 2, without the usage block."""
-
-    def error(self, message):
-        raise UserError(message)
-
-
-def make_parser(types: list) -> HfArgumentParser:
-    parser = _Parser(types, allow_abbrev=False)
-    for action in parser._actions:  # stricter booleans than HF's yes/no/t/f/y/n
-        if action.type is string_to_bool and not isinstance(action.default, str):  # str defaults: "no"/"yes"
-            action.type = strict_bool
-    return parser
 
 
 def given_flags(argv: list[str]) -> set[str]:

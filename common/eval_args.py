@@ -13,7 +13,8 @@ from pathlib import Path
 import json
 
 from common import tasks as registry
-from common.args import MULTITASK, make_parser, split_choices, with_task_data
+from common.args import MULTITASK, split_choices, with_task_data
+from common.parsing import make_parser
 from common.data import is_single_file
 from common.errors import UserError
 from common.languages import DIRECTIONS, SOURCE_LANGUAGES

@@ -20,9 +20,10 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from common import tasks as registry
 from common.args import (DEMO_MODEL_DIR, MULTITASK, REPO_ROOT, SAMPLES_DIR, DataArguments, ModelArguments,
-                         RunArgs, given_flags, make_parser, split_choices, with_task_data)
+                         RunArgs, given_flags, split_choices, with_task_data)
 from common.configs import fill_model_size, with_config
 from common.errors import UserError
+from common.parsing import make_parser
 from common.languages import DIRECTIONS, SOURCE_LANGUAGES
 
 
