@@ -134,6 +134,15 @@ def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
     if trainer.is_world_process_zero():
+        # any exception, on purpose: the model is saved, and no failure of a chart (a missing package, a font, a
+        # full disk) may cost a finished run its completion marker
+        try:
+            from common.plots import write_loss_plot
+
+            write_loss_plot(out)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("loss.png not written (%s: %s); the trained run is complete without it",
+                           type(exc).__name__, exc)
         run_dir.write_complete(out, metrics)  # last: a folder with it holds a whole run
     logger.info("done: outputs in %s", training.output_dir)
     return metrics
