@@ -15,29 +15,20 @@ Writes compare.csv, compare.md, compare.json and PNG charts into --output_dir.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
-import re
 import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common import stats
+from common.compare_report import ALPHA, OUTPUTS, p_column, significant, write_outputs
 from common.errors import UserError
-from common.files import write_json, write_text
+from common.per_item import Key, Run, read_runs
 
 logger = logging.getLogger("common")
-
-COLUMNS = ("task", "language", "metric", "config_a", "config_b", "n", "mean_a", "mean_b", "test", "statistic",
-           "p_value", "p_holm", "effect_size", "magnitude", "ci_low", "ci_high")
-EXTRA_COLUMNS = ("a_only", "b_only", "note")  # McNemar's discordant counts; what the reader should know
-OUTPUTS = ("compare.csv", "compare.md", "compare.json")
-ALPHA = 0.05
-_PREFIX = re.compile(r"^([\w.+-]+)/([\w.+#-]+):(.+)$")  # TASK/LANGUAGE:path
 
 
 @dataclass
@@ -72,127 +63,6 @@ class CompareArguments:
     seed: int = field(default=42, metadata={"help": "Seed of the bootstrap intervals"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": (
         "Replace a comparison made with other arguments in --output_dir")})
-
-
-# ------------------------------------------------------------------------------------------------------ reading runs
-
-
-Key = tuple[str, str, str]  # (task, language/direction, id)
-
-
-@dataclass
-class Run:
-    name: str
-    sources: list[str]
-    items: dict[Key, dict[str, float | None]]  # per item: metric -> value (None: not measured for this item)
-    quality: set[str]  # the metrics that are code-quality measures (the charts draw them apart)
-
-
-def parse_runs(args: CompareArguments) -> list[Run]:
-    if len(args.runs) < 2:
-        raise UserError("--runs needs at least two NAME=SOURCE entries to compare")
-    runs, names = [], set()
-    for spec in args.runs:
-        name, sep, sources = spec.partition("=")
-        if not sep or not name.strip() or not sources.strip():
-            raise UserError(f"--runs {spec}: write NAME=SOURCE[,SOURCE...], e.g. MT-QLoRA=runs/mt/eval-multitask-test")
-        if name in names:
-            raise UserError(f"--runs: the name {name} is given twice; give each run its own name")
-        if ":" in name or "," in name:
-            raise UserError(f"--runs {spec}: a run name may not contain ':' or ','")
-        names.add(name)
-        run = Run(name, [s for s in sources.split(",") if s], {}, set())
-        for source in run.sources:
-            _read_source(run, source, args)
-        if not run.items:
-            raise UserError(f"--runs {name}: {sources} holds no item")
-        runs.append(run)
-    return runs
-
-
-def _read_source(run: Run, source: str, args: CompareArguments) -> None:
-    prefix = _PREFIX.match(source)
-    task, language, path_text = (prefix.group(1), prefix.group(2), prefix.group(3)) if prefix else \
-        (args.task, args.language, source)
-    path = Path(path_text).expanduser()
-    if path.is_dir():
-        path = path / "predictions.jsonl"
-        if not path.is_file():
-            raise UserError(f"--runs {run.name}: {path_text} has no predictions.jsonl; give an evaluation folder "
-                            f"(python {{task}}/evaluate.py writes one), a predictions.jsonl or a per-item CSV")
-    if not path.is_file():
-        raise UserError(f"--runs {run.name}: {path_text} does not exist")
-    if path.suffix.lower() == ".csv":
-        if not task or not language:
-            raise UserError(f"--runs {run.name}: say what {path_text} holds: prefix it with TASK/LANGUAGE: "
-                            f"(e.g. generation/python:{path_text}) or give --task and --language")
-        rows = _read_csv(path, args.id_column)
-    else:
-        if prefix:
-            raise UserError(f"--runs {run.name}: TASK/LANGUAGE: applies to CSV sources only; {path_text} says "
-                            f"what each item is")
-        rows = _read_predictions(path, run)
-    for key, values in rows:
-        key = (task, language, key) if isinstance(key, str) else key
-        if key in run.items:
-            raise UserError(f"--runs {run.name}: item {'/'.join(key)} appears twice in {', '.join(run.sources)}; "
-                            f"each item may be scored once per run")
-        run.items[key] = values
-
-
-def _read_predictions(path: Path, run: Run):
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                key = (row["task"], row.get("language", row.get("direction")), str(row["id"]))
-            except (ValueError, KeyError, TypeError):
-                raise UserError(f"--runs {run.name}: {path} line {number} is not a prediction row with id, task and "
-                                f"language/direction; give the predictions.jsonl an evaluation wrote") from None
-            if key[1] is None:
-                raise UserError(f"--runs {run.name}: {path} line {number} has no language or direction")
-            values = {}
-            for group, is_quality in (("scores", False), ("quality", True)):
-                for metric, value in (row.get(group) or {}).items():
-                    if value is None or isinstance(value, (bool, int, float)):
-                        values[metric] = None if value is None else float(value)
-                        if is_quality:
-                            run.quality.add(metric)
-            yield key, values
-
-
-def _read_csv(path: Path, id_column: str | None):
-    text = path.read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    if not header:
-        raise UserError(f"{path} is empty: a per-item CSV has a header row (an id column, one column per metric)")
-    id_name = id_column or header[0]
-    if id_name not in header:
-        raise UserError(f"--id_column {id_name}: {path} has no such column; its columns are {', '.join(header)}")
-    rows = list(reader)
-    metrics = [c for c in header if c != id_name and all(_number(r.get(c)) is not _NOT_A_NUMBER for r in rows)]
-    if not metrics:
-        raise UserError(f"{path} has no numeric column besides its id column {id_name}")
-    for row in rows:
-        yield str(row[id_name]).strip(), {m: _number(row[m]) for m in metrics}
-
-
-_NOT_A_NUMBER = object()
-
-
-def _number(text):
-    """A CSV cell as a float; None for an empty or NA cell; _NOT_A_NUMBER for text."""
-    if text is None or text.strip() in ("", "NA", "NaN", "nan"):
-        return None
-    if text.strip().lower() in ("true", "false"):
-        return float(text.strip().lower() == "true")
-    try:
-        return float(text)
-    except ValueError:
-        return _NOT_A_NUMBER
 
 
 # ----------------------------------------------------------------------------------------------------- the tests
@@ -269,7 +139,7 @@ def _metrics(a: Run, b: Run, keys: list[Key], wanted: list[str] | None) -> list[
 
 def compare(args: CompareArguments) -> tuple[list[dict], list[str], list[Run]]:
     """Every test of the invocation, adjusted together; the notes for the reader; the runs as read."""
-    runs = parse_runs(args)
+    runs = read_runs(args)
     pairs = parse_pairs(args, runs)
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     notes: list[str] = []
@@ -290,111 +160,6 @@ def compare(args: CompareArguments) -> tuple[list[dict], list[str], list[Run]]:
     family = sum(not math.isnan(r["p_value"]) for r in rows)
     notes.append(f"{family} tests, adjusted together ({args.adjust}); significant: adjusted p < {ALPHA}")
     return rows, notes, runs
-
-
-def p_column(adjust: str) -> str:
-    return {"holm": "p_holm", "bh": "p_bh", "none": "p_unadjusted"}[adjust]
-
-
-# ---------------------------------------------------------------------------------------------------- the outputs
-
-
-def write_outputs(out: Path, rows: list[dict], notes: list[str], runs: list[Run], args: CompareArguments) -> None:
-    columns = [p_column(args.adjust) if c == "p_holm" else c for c in COLUMNS] + list(EXTRA_COLUMNS)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _csv_value(row.get(c, "")) for c in columns})
-    write_text(out / "compare.csv", buffer.getvalue())
-    charts = write_charts(out, runs)
-    write_text(out / "compare.md", render_markdown(rows, notes, args, charts))
-    write_json(out / "compare.json", {"arguments": asdict(args), "notes": notes, "rows": rows,
-                                      "charts": [c.name for c in charts]})
-
-
-def _csv_value(value):
-    if isinstance(value, float):
-        return "NA" if math.isnan(value) else repr(value)
-    return value
-
-
-def _fmt(value, digits: int = 4) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NA"
-        if value.is_integer() and abs(value) >= 1:  # a count or a rank sum
-            return str(int(value))
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def render_markdown(rows: list[dict], notes: list[str], args: CompareArguments, charts: list[Path]) -> str:
-    adjusted = p_column(args.adjust)
-    lines = ["# Paired comparison", "",
-             f"Items paired by (task, language/direction, id). McNemar for 0/1 metrics "
-             f"({'exact binomial' if args.exact else 'chi-square with continuity correction'}; effect: odds ratio "
-             f"(a_only + 0.5) / (b_only + 0.5)), else Wilcoxon signed-rank (normal approximation, zero differences "
-             f"dropped; effect: Cliff's delta of A over B). Adjusted p: {args.adjust} over all {len(rows)} tests. "
-             f"CI: seeded bootstrap 95% interval of mean(A - B). **Bold** rows: adjusted p < {ALPHA}.", ""]
-    sections: dict[tuple, list[dict]] = defaultdict(list)
-    for row in rows:
-        sections[(row["config_a"], row["config_b"], row["task"], row["language"])].append(row)
-    for (a, b, task, language), group in sections.items():
-        lines += [f"## {a} vs {b}: {task} / {language}", "",
-                  f"| metric | n | mean {a} | mean {b} | test | statistic | p | {adjusted} | effect | magnitude | "
-                  f"95% CI of A - B | note |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in group:
-            significant = not math.isnan(r[adjusted]) and r[adjusted] < ALPHA
-            mark = (lambda s: f"**{s}**") if significant else (lambda s: s)
-            effect = f"OR {_fmt(r['effect_size'])} ({r['a_only']}/{r['b_only']})" if r["test"].startswith(
-                "mcnemar") else _fmt(r["effect_size"])
-            lines.append("| " + " | ".join([
-                mark(r["metric"]), str(r["n"]), _fmt(r["mean_a"]), _fmt(r["mean_b"]), r["test"],
-                _fmt(r["statistic"]), _fmt(r["p_value"]), mark(_fmt(r[adjusted])), effect, r["magnitude"],
-                f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", r["note"]]) + " |")
-        lines.append("")
-    if charts:
-        lines += ["## Charts", ""] + [f"![{c.stem}]({c.name})" for c in charts] + [""]
-    if notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    return "\n".join(lines)
-
-
-def write_charts(out: Path, runs: list[Run]) -> list[Path]:
-    """Per task, one chart of its metric means per configuration, and one of its code-quality means; over the items
-    every run holds, so that the bars compare the same items."""
-    from common.plots import bar_charts
-
-    shared = set.intersection(*(set(r.items) for r in runs))
-    quality = set().union(*(r.quality for r in runs))
-    charts = []
-    for task in sorted({k[0] for k in shared}):
-        for kind, is_quality in (("metrics", False), ("quality", True)):
-            values: dict[str, dict[str, float]] = {}
-            for language in sorted({k[1] for k in shared if k[0] == task}):
-                keys = [k for k in shared if k[:2] == (task, language)]
-                for metric in _metrics(runs[0], runs[0], keys, None):
-                    if (metric in quality) != is_quality:
-                        continue
-                    means = {}
-                    for run in runs:
-                        got = [run.items[k].get(metric) for k in keys]
-                        got = [v for v in got if v is not None]
-                        if got:
-                            means[run.name] = sum(got) / len(got)
-                    if len(means) == len(runs):
-                        values[f"{metric} ({language})"] = means
-            if values:
-                name = f"{_slug(task)}-{kind}.png"
-                title = f"{task}: {'code quality' if is_quality else 'metrics'}, mean per item"
-                charts.append(bar_charts(out / name, title, values))
-    return charts
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", text)
 
 
 # ------------------------------------------------------------------------------------------------------ the command
@@ -437,9 +202,8 @@ def run_compare(args: CompareArguments) -> Path:
 
     with locked(out, "a comparison (python -m common.compare)"):
         write_outputs(out, rows, notes, runs, args)
-    adjusted = p_column(args.adjust)
-    significant = sum(1 for r in rows if not math.isnan(r[adjusted]) and r[adjusted] < ALPHA)
-    logger.info("%d tests, %d significant after %s; wrote %s/{%s}", len(rows), significant, args.adjust, out,
+    found = sum(significant(r, args.adjust) for r in rows)
+    logger.info("%d tests, %d significant after %s; wrote %s/{%s}", len(rows), found, args.adjust, out,
                 ",".join(OUTPUTS))
     return out
 

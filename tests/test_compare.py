@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from common import compare, stats
+from common import compare, compare_report, stats
 from conftest import snapshot
 
 
@@ -75,7 +75,7 @@ def test_pairs_by_id_whatever_the_order_and_picks_the_test(tmp_path, two_evals):
     out = tmp_path / "cmp"
     assert compare.main(["--runs", f"A={a}", f"B={b}", "--output_dir", str(out)]) == 0
     rows = {r["metric"]: r for r in read_csv(out / "compare.csv")}
-    assert list(read_csv(out / "compare.csv")[0]) == list(compare.COLUMNS) + list(compare.EXTRA_COLUMNS)
+    assert list(read_csv(out / "compare.csv")[0]) == list(compare_report.COLUMNS) + list(compare_report.EXTRA_COLUMNS)
     assert set(rows) == {"pass@1", "codebleu", "lines_of_code"}  # ccn_max has no value: no test
     mc = stats.mcnemar(PASS_A, PASS_B)  # the right pairing, by construction of the lists
     assert rows["pass@1"]["test"] == "mcnemar"
