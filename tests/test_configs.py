@@ -11,7 +11,8 @@ import yaml
 
 from conftest import ROOT, load_script, read_json, run_script
 
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+# the run configs (configs/study.yaml is the grid of runs, read by python -m common.grid)
+CONFIGS = sorted(c for c in (ROOT / "configs").glob("*.yaml") if "script" in yaml.safe_load(c.read_text()))
 STUDY = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 16, "num_train_epochs": 5.0,
          "learning_rate": 1e-4, "lr_scheduler_type": "cosine", "metric_for_best_model": "eval_loss"}
 
