@@ -75,12 +75,19 @@ def _read_source(run: Run, source: str, args: CompareArguments) -> None:
             raise UserError(f"--runs {run.name}: TASK/LANGUAGE: applies to CSV sources only; {path_text} says "
                             f"what each item is")
         rows = _read_predictions(path, run)
+    seen = set()
     for key, values in rows:
         key = (task, language, key) if isinstance(key, str) else key
-        if key in run.items:
-            raise UserError(f"--runs {run.name}: item {'/'.join(key)} appears twice in {', '.join(run.sources)}; "
-                            f"each item may be scored once per run")
-        run.items[key] = values
+        if key in seen:
+            raise UserError(f"--runs {run.name}: item {'/'.join(key)} appears twice in {path_text}; each item may "
+                            f"be scored once per run")
+        seen.add(key)
+        # other sources may hold other metrics of the same items (the study's lizard, PMD and SonarCloud files)
+        earlier = run.items.setdefault(key, {})
+        if twice := sorted(earlier.keys() & values.keys()):
+            raise UserError(f"--runs {run.name}: item {'/'.join(key)} has {twice[0]} in two of "
+                            f"{', '.join(run.sources)}; each metric of an item may be given once per run")
+        earlier.update(values)
 
 
 def _read_predictions(path: Path, run: Run):

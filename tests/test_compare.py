@@ -194,6 +194,28 @@ def test_study_csv_files_paired_by_id(tmp_path):
     assert read_csv(out2 / "compare.csv")[0]["test"] == "mcnemar-exact"
 
 
+def test_sources_of_one_run_join_their_metrics(tmp_path, capsys):
+    """The study's lizard, PMD and SonarCloud files of one model hold other metrics of the same items: joined."""
+    files = {"lizard_st": "Task ID,Lines_of_Code\na1,3\na2,5\na3,4\na4,9\n",
+             "sonar_st": "TaskID,CoC\na4,1\na2,0\na1,2\na3,0\n",
+             "lizard_mt": "Task ID,Lines_of_Code\na1,2\na2,5\na3,3\na4,4\n",
+             "sonar_mt": "TaskID,CoC\na1,0\na2,0\na3,0\na4,0\n",
+             "dup": "Task ID,Lines_of_Code\na1,1\na1,2\n"}
+    for name, text in files.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+    out = tmp_path / "cmp"
+    src = lambda *names: ",".join(f"generation/java:{tmp_path / n}.csv" for n in names)  # noqa: E731
+    assert compare.main(["--runs", f"ST={src('lizard_st', 'sonar_st')}", f"MT={src('sonar_mt', 'lizard_mt')}",
+                         "--output_dir", str(out), "--adjust", "none"]) == 0
+    rows = {r["metric"]: r for r in read_csv(out / "compare.csv")}
+    assert set(rows) == {"Lines_of_Code", "CoC"}
+    assert float(rows["CoC"]["p_value"]) == pytest.approx(stats.wilcoxon([2, 0, 0, 1], [0, 0, 0, 0]).p_value)
+    assert float(rows["Lines_of_Code"]["p_value"]) == pytest.approx(stats.wilcoxon([3, 5, 4, 9], [2, 5, 3, 4]).p_value)
+    message = expect_user_error(capsys, compare.main, ["--runs", f"ST={src('dup')}", f"MT={src('lizard_mt')}",
+                                                       "--output_dir", str(tmp_path / "x")], tmp_path)
+    assert "item generation/java/a1 appears twice in" in message
+
+
 def test_binary_metric_by_wilcoxon_and_metric_selection(tmp_path, two_evals):
     a, b = two_evals
     out = tmp_path / "cmp"
@@ -234,7 +256,7 @@ def test_rerun_rewrites_same_comparison_and_refuses_another(tmp_path, two_evals,
     (lambda a, b, t: ["--runs", f"A={a}", f"B={b}", "--adjust", "bonferroni"], "invalid choice"),
     (lambda a, b, t: ["--runs", f"A={a}", f"B={a / 'predictions.jsonl'}", "--output_dir", str(a)],
      "writing there would overwrite"),
-    (lambda a, b, t: ["--runs", f"A={a}", f"B={b},{b}"], "appears twice"),
+    (lambda a, b, t: ["--runs", f"A={a}", f"B={b},{b}"], "has ccn_max in two of"),
 ])
 def test_user_errors(tmp_path, two_evals, capsys, case, expected):
     a, b = two_evals
