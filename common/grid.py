@@ -275,9 +275,25 @@ def run_comparison(comparison: Comparison, results: dict) -> dict:
     return {"status": "done", "wall_s": time.monotonic() - start}
 
 
+def _import_submitit():
+    """submitit, imported without its import-time `logging.config.dictConfig`, which would shut down the handlers
+    already configured in this process and bind its own to whatever sys.stdout/sys.stderr are at that moment; its
+    loggers propagate to ours instead. Its jobs still configure their own logging (the variable is not inherited)."""
+    saved = os.environ.get("SUBMITIT_LOG_LEVEL")
+    os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
+    try:
+        import submitit
+    finally:
+        if saved is None:
+            del os.environ["SUBMITIT_LOG_LEVEL"]
+        else:
+            os.environ["SUBMITIT_LOG_LEVEL"] = saved
+    return submitit
+
+
 def run_slurm(cells: list[Cell], args: GridArguments, root: Path) -> dict:
     """One submitit job per cell; waits for them all."""
-    import submitit
+    submitit = _import_submitit()
 
     executor = submitit.AutoExecutor(folder=root / "submitit" / "%j", cluster=args.submitit_cluster)
     executor.update_parameters(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_node,
@@ -356,7 +372,7 @@ def run_grid(argv: list[str]) -> int:
     chosen, chosen_comparisons = plan(cells, comparisons, args.only)
     if args.executor == "slurm":
         try:
-            import submitit  # noqa: F401
+            _import_submitit()
         except ImportError:
             raise UserError("--executor slurm needs submitit: pip install submitit==1.5.4") from None
     if args.dry_run:
