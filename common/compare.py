@@ -98,7 +98,19 @@ def common_items(a: Run, b: Run, intersect: bool, notes: list[str]) -> list[Key]
     return sorted(a.items.keys() & b.items.keys())
 
 
-def compare_pair(a: Run, b: Run, keys: list[Key], args: CompareArguments, wanted: list[str] | None) -> list[dict]:
+def binary_metrics(runs: list[Run]) -> set[str]:
+    """The metrics that are 0/1 in every item of every run of the invocation (pass@1, exact match, a detection rate):
+    decided once for the invocation, so that one metric gets the same test in every pair and group."""
+    values: dict[str, bool] = {}
+    for run in runs:
+        for item in run.items.values():
+            for metric, value in item.items():
+                values[metric] = values.get(metric, True) and (value is None or value in (0, 1))
+    return {m for m, binary in values.items() if binary}
+
+
+def compare_pair(a: Run, b: Run, keys: list[Key], args: CompareArguments, wanted: list[str] | None,
+                 binary: set[str]) -> list[dict]:
     """One row per (task, language, metric) both runs measured: the test, its effect size and the interval."""
     groups: dict[tuple[str, str], list[Key]] = defaultdict(list)
     for key in keys:
@@ -113,7 +125,7 @@ def compare_pair(a: Run, b: Run, keys: list[Key], args: CompareArguments, wanted
             x, y = [p[0] for p in pairs], [p[1] for p in pairs]
             row = dict(task=task, language=language, metric=metric, config_a=a.name, config_b=b.name, n=len(pairs),
                        mean_a=sum(x) / len(x), mean_b=sum(y) / len(y))
-            if args.binary_test == "mcnemar" and stats.is_binary(x) and stats.is_binary(y):
+            if args.binary_test == "mcnemar" and metric in binary:
                 result = stats.mcnemar(x, y, exact=args.exact)
                 row.update(effect_size=result.odds_ratio, magnitude="", a_only=result.a_only, b_only=result.b_only)
             else:
@@ -144,8 +156,9 @@ def compare(args: CompareArguments) -> tuple[list[dict], list[str], list[Run]]:
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     notes: list[str] = []
     rows = []
+    binary = binary_metrics(runs)
     for a, b in pairs:
-        rows += compare_pair(a, b, common_items(a, b, args.intersect, notes), args, wanted)
+        rows += compare_pair(a, b, common_items(a, b, args.intersect, notes), args, wanted, binary)
     if wanted:
         found = {r["metric"] for r in rows}
         missing = [m for m in wanted if m not in found]
@@ -189,10 +202,15 @@ def check_output(out: Path, args: CompareArguments, runs: list[Run]) -> None:
 def parse_args(argv: list[str] | None) -> CompareArguments:
     from common.parsing import parse_dataclass
 
-    return parse_dataclass(CompareArguments, argv, prog="python -m common.compare", description=__doc__)
+    import argparse
+
+    return parse_dataclass(CompareArguments, argv, prog="python -m common.compare", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def run_compare(args: CompareArguments) -> Path:
+    if len(args.runs) < 2:
+        raise UserError("--runs needs at least two NAME=SOURCE entries to compare")
     if not args.output_dir:
         raise UserError("--output_dir is required: the folder for compare.csv, compare.md and the charts")
     rows, notes, runs = compare(args)

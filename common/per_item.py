@@ -32,8 +32,6 @@ class Run:
 
 def read_runs(args: CompareArguments) -> list[Run]:
     """The runs of --runs, each the merged items of its sources; one-line errors for what cannot be read."""
-    if len(args.runs) < 2:
-        raise UserError("--runs needs at least two NAME=SOURCE entries to compare")
     runs, names = [], set()
     for spec in args.runs:
         name, sep, sources = spec.partition("=")

@@ -42,10 +42,6 @@ class McNemarResult(TestResult):
         return (self.a_only + 0.5) / (self.b_only + 0.5)
 
 
-def is_binary(values) -> bool:
-    return all(v in (0, 1) for v in values)
-
-
 def mcnemar(a, b, *, exact: bool = False) -> McNemarResult:
     """McNemar's test of paired 0/1 outcomes, as R's `mcnemar.test(table, correct = TRUE)`: the chi-square statistic
     (|b - c| - 1)^2 / (b + c) with 1 degree of freedom; `exact`: the two-sided binomial test of the discordant pairs."""

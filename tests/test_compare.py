@@ -194,6 +194,21 @@ def test_study_csv_files_paired_by_id(tmp_path):
     assert read_csv(out2 / "compare.csv")[0]["test"] == "mcnemar-exact"
 
 
+def test_a_metric_gets_one_test_across_the_invocation(tmp_path):
+    """0/1 is decided over every run of the invocation: a count that is 0/1 in two runs but 2 in a third gets
+    Wilcoxon in every pair, so a family never mixes two tests of one metric."""
+    counts = {"A": [0, 1, 1, 0, 1, 1, 0, 1], "B": [0, 0, 1, 0, 0, 0, 0, 0], "C": [2, 0, 1, 0, 0, 1, 0, 0]}
+    folders = {n: write_eval(tmp_path / n, prediction_rows({"pylint_error": c, "pass@1": c[::-1]})) for n, c in
+               {"A": counts["A"], "B": counts["B"]}.items()}
+    folders["C"] = write_eval(tmp_path / "C", prediction_rows({"pylint_error": counts["C"], "pass@1": counts["B"]}))
+    out = tmp_path / "cmp"
+    assert compare.main(["--runs", *(f"{n}={f}" for n, f in folders.items()), "--output_dir", str(out)]) == 0
+    tests = {(r["config_a"], r["config_b"], r["metric"]): r["test"] for r in read_csv(out / "compare.csv")}
+    assert tests[("A", "B", "pylint_error")] == "wilcoxon"
+    assert tests[("A", "B", "pass@1")] == "mcnemar"
+    assert {t for (a, b, m), t in tests.items() if m == "pylint_error"} == {"wilcoxon"}
+
+
 def test_sources_of_one_run_join_their_metrics(tmp_path, capsys):
     """The study's lizard, PMD and SonarCloud files of one model hold other metrics of the same items: joined."""
     files = {"lizard_st": "Task ID,Lines_of_Code\na1,3\na2,5\na3,4\na4,9\n",

@@ -66,12 +66,6 @@ def test_mcnemar_exact_is_the_binomial_test_of_the_discordant_pairs():
     assert result.p_value != pytest.approx(stats.mcnemar(*outcomes(10, 9, 2, 30)).p_value)
 
 
-def test_is_binary():
-    assert stats.is_binary([0, 1, 1.0, 0.0])
-    assert not stats.is_binary([0, 1, 2])
-    assert not stats.is_binary([0.5, 1])
-
-
 # -------------------------------------------------------------------------------------------------------- Wilcoxon
 
 
