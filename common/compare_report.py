@@ -99,8 +99,10 @@ def render_markdown(rows: list[dict], notes: list[str], args: CompareArguments,
 
 
 def write_charts(out: Path, runs: list[Run]) -> list[Path]:
-    """Per task, one chart of its metric means per configuration, and one of its code-quality means; over the items
-    every run holds, so that the bars compare the same items."""
+    """Per task, one chart of its main metrics' means per configuration (its TaskSpec's `main_metrics` where the runs
+    have them, else every metric), and one of its code-quality means; over the items every run holds, so that the
+    bars compare the same items."""
+    from common import tasks
     from common.plots import bar_charts
 
     shared = set.intersection(*(set(r.items) for r in runs))
@@ -111,9 +113,10 @@ def write_charts(out: Path, runs: list[Run]) -> list[Path]:
             values: dict[str, dict[str, float]] = {}
             for language in sorted({k[1] for k in shared if k[0] == task}):
                 keys = [k for k in shared if k[:2] == (task, language)]
-                for metric in dict.fromkeys(m for k in keys for m in runs[0].items[k]):
-                    if (metric in quality) != is_quality:
-                        continue
+                found = [m for m in dict.fromkeys(m for k in keys for m in runs[0].items[k])
+                         if (m in quality) == is_quality]
+                main = tasks.TASKS[task].main_metrics if task in tasks.TASKS and not is_quality else ()
+                for metric in [m for m in main if m in found] or found:
                     means = {}
                     for run in runs:
                         got = [run.items[k].get(metric) for k in keys]

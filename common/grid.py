@@ -45,10 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 GRID_KEYS = {"output_root", "model_sizes", "train_args", "eval_args", "cells", "comparisons"}
 CELL_KEYS = {"config", "script", "train_args", "evaluate", "eval_args"}
 SET_BY_GRID = {"config", "model_size", "output_dir", "model_path"}  # flags the grid passes itself
-# The summary's main metrics: a short fixed list of each task's `overall` values (one a run lacks is left out; a
-# task not listed here shows its first three numeric values).
-MAIN_METRICS = {"summarization": ("bleu", "rougeL", "meteor"), "generation": ("codebleu", "pass@1"),
-                "translation": ("codebleu", "bleu")}
 
 
 @dataclass
@@ -332,7 +328,8 @@ def _duration(seconds: float | None) -> str:
 
 
 def main_metrics(eval_dir: Path) -> dict:
-    """task -> {metric: overall value} from an evaluation's metrics.json (MAIN_METRICS), {} without one."""
+    """task -> {metric: overall value} from an evaluation's metrics.json (the task's `main_metrics`, those the
+    evaluation has; a task without them shows its first three values), {} without one."""
     try:
         metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))["metrics"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -340,9 +337,15 @@ def main_metrics(eval_dir: Path) -> dict:
     found = {}
     for task, groups in metrics.items():
         overall = groups.get("overall", {}) if isinstance(groups, dict) else {}
-        keys = MAIN_METRICS.get(task) or [k for k, v in overall.items() if isinstance(v, (int, float))][:3]
+        keys = _main_metrics(task) or [k for k, v in overall.items() if isinstance(v, (int, float))][:3]
         found[task] = {k: overall[k] for k in keys if isinstance(overall.get(k), (int, float))}
     return found
+
+
+def _main_metrics(task: str) -> tuple[str, ...]:
+    from common import tasks
+
+    return tasks.TASKS[task].main_metrics if task in tasks.TASKS else ()
 
 
 def summarize(root: Path, rows: list[dict]) -> str:

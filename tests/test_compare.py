@@ -120,6 +120,25 @@ def test_outputs_markdown_json_and_charts(tmp_path, two_evals):
         assert f"]({name})" in md
 
 
+def test_charts_show_the_tasks_main_metrics_and_quality_apart(tmp_path, monkeypatch):
+    from common import plots
+
+    drawn = {}
+    real = plots.bar_charts
+    monkeypatch.setattr(plots, "bar_charts", lambda path, title, values, **kw: drawn.setdefault(path.name, values)
+                        and real(path, title, values, **kw))
+    rows = {m: [i % 3 / 3 for i in range(6)] for m in ("codebleu", "ngram_match_score", "pass@1")}
+    rows["pass@1"] = [1, 0, 1, 0, 0, 1]
+    a = write_eval(tmp_path / "a", prediction_rows(rows, quality={"lines_of_code": [1, 2, 3, 4, 5, 6]}))
+    b = write_eval(tmp_path / "b", prediction_rows({m: v[::-1] for m, v in rows.items()},
+                                                   quality={"lines_of_code": [2, 2, 2, 2, 2, 2]}))
+    assert compare.main(["--runs", f"A={a}", f"B={b}", "--output_dir", str(tmp_path / "cmp")]) == 0
+    # generation's main metrics are pass@1, codebleu, bleu: those the runs hold, in that order; sub-scores left out
+    assert list(drawn["generation-metrics.png"]) == ["pass@1 (python)", "codebleu (python)"]
+    assert drawn["generation-metrics.png"]["pass@1 (python)"] == {"A": 0.5, "B": 0.5}
+    assert drawn["generation-quality.png"] == {"lines_of_code (python)": {"A": 3.5, "B": 2.0}}
+
+
 def test_differing_item_sets_are_refused_or_intersected(tmp_path, capsys):
     a = write_eval(tmp_path / "a", prediction_rows({"bleu": [0.1, 0.2, 0.3, 0.4]}))
     b = write_eval(tmp_path / "b", prediction_rows({"bleu": [0.2, 0.2, 0.1]}, ids=["t000", "t001", "t009"]))

@@ -105,9 +105,12 @@ def test_slurm_without_submitit_is_one_line(tmp_path, capsys, monkeypatch):
 def test_main_metrics_are_the_tasks_overall_values(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"metrics": {
         "summarization": {"overall": {"bleu": 10.0, "chrf": 30.0, "rougeL": 20.0, "n": 4}, "java": {"bleu": 1.0}},
-        "generation": {"overall": {"codebleu": 25.0, "bleu": 3.0, "pass@1": 0.5}}}}))
-    assert grid.main_metrics(tmp_path) == {"summarization": {"bleu": 10.0, "rougeL": 20.0},
-                                           "generation": {"codebleu": 25.0, "pass@1": 0.5}}
+        "generation": {"overall": {"codebleu": 25.0, "bleu": 3.0, "pass@1": 0.5, "exact_match": 0.1}},
+        "unregistered": {"overall": {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}}}}))
+    # each task's main_metrics (its TaskSpec), in that order, those the evaluation has; else the first three values
+    assert grid.main_metrics(tmp_path) == {"summarization": {"bleu": 10.0, "rougeL": 20.0, "chrf": 30.0},
+                                           "generation": {"pass@1": 0.5, "codebleu": 25.0, "bleu": 3.0},
+                                           "unregistered": {"a": 1.0, "b": 2.0, "c": 3.0}}
 
 
 # ------------------------------------------------------------------------------------ a miniature grid, end to end

@@ -12,7 +12,8 @@ What a spec declares, and who reads it:
 - prompting: `messages` (system + user), `target` (the trained answer), `truncatable` -- common.prompts/encoding;
 - evaluation: `answer_language`, `extract` (the answer inside a raw output), `score` (metrics per group),
   `code_answer` (code quality, pass@1), `quality_reformat`, `max_new_tokens`, `benchmarks` (--benchmark loaders),
-  `eval_flags` (evaluation flags only this task uses);
+  `eval_flags` (evaluation flags only this task uses), `main_metrics` (its headline metrics: the grid's summary, the
+  comparison charts);
 - training: `training_defaults` (study hyper-parameters that differ for this task, single-task runs only); each task's
   eval loss is logged as `eval_{name}_loss`; the best model is chosen by the overall `eval_loss` (the study's
   selection), which for a single task is that task's loss.
@@ -65,6 +66,7 @@ class TaskSpec:
     training_defaults: dict = field(default_factory=dict)
     benchmarks: dict = field(default_factory=dict)  # --benchmark name -> Benchmark
     eval_flags: tuple[str, ...] = ()
+    main_metrics: tuple[str, ...] = ()  # the headline per-item metrics, as the study reported them
     tokenizer_texts: tuple[str, ...] = ()  # fixed prompt text the tiny demo tokenizer is trained on
 
     def group_list(self, data) -> list[str]:

@@ -104,7 +104,7 @@ SPEC = register(TaskSpec(
     data_fallback="summarization_dataset",
     data_help="Generation data: hub id or local path (code-to-text columns, or the study's input/output), or a "
               "CoderEval file; default: derived from --summarization_dataset.", rows=rows, messages=messages, target=target, extract=_extract,
-    score=score, in_default_mixture=True,
+    score=score, in_default_mixture=True, main_metrics=("pass@1", "codebleu", "bleu"),
     benchmarks={"humaneval": Benchmark(humaneval),
                 "codereval": Benchmark(codereval, reads_data=True, detect=_is_codereval_file)},
     eval_flags=("codereval_prompt", "export_codereval", "codereval_results"),

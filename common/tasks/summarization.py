@@ -88,4 +88,5 @@ SPEC = register(TaskSpec(
     demo_data="code_to_text", rows=rows,
     messages=messages, target=target, extract=extract, score=score, truncatable=True, code_answer=False,
     max_new_tokens=128, in_default_mixture=True, eval_flags=("bertscore_model", "side_model"),
+    main_metrics=("bleu", "meteor", "rougeL", "chrf", "bertscore_f1", "side"),
 ))

@@ -62,5 +62,6 @@ SPEC = register(TaskSpec(
     data_help="Java<->C# pairs (columns id, java, cs): hub id or local path.", demo_data="code_to_code_trans", rows=rows,
     messages=messages, target=target, extract=_extract, score=score, answer_language=answer_language,
     truncatable=True, quality_reformat=True, in_default_mixture=True, training_defaults={"warmup_steps": 100},
+    main_metrics=("codebleu", "bleu", "exact_match"),
     tokenizer_texts=(SYSTEM,),
 ))
