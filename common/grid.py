@@ -42,9 +42,9 @@ from common.errors import UserError, first_line
 from common.files import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-GRID_KEYS = {"output_root", "model_sizes", "train_args", "eval_args", "cells", "comparisons"}
+GRID_KEYS = {"output_root", "model_sizes", "train_args", "eval_args", "compare_args", "cells", "comparisons"}
 CELL_KEYS = {"config", "script", "train_args", "evaluate", "eval_args"}
-SET_BY_GRID = {"config", "model_size", "output_dir", "model_path"}  # flags the grid passes itself
+SET_BY_GRID = {"config", "model_size", "output_dir", "model_path", "runs"}  # flags the grid passes itself
 
 
 @dataclass
@@ -137,6 +137,7 @@ def load_grid(path: Path) -> tuple[Path, list[Cell], list[Comparison]]:
     sizes = [_name(s, f"{path}: model_sizes") for s in _listed(grid["model_sizes"], f"{path}: model_sizes")]
     common_train = _flags(grid.get("train_args") or {}, f"{path}: train_args")
     common_eval = _flags(grid.get("eval_args") or {}, f"{path}: eval_args")
+    compare_flags = _flags(grid.get("compare_args") or {}, f"{path}: compare_args")
     specs = {}  # cell -> (training command without the size and folder, evaluate.py, evaluation flags)
     for key, spec in grid["cells"].items():
         where = f"{path}: cell {_name(key, f'{path}: cells')}"
@@ -177,7 +178,8 @@ def load_grid(path: Path) -> tuple[Path, list[Cell], list[Comparison]]:
             needs = {side: [f"{size}/{n}" for n in _listed(names, key)] for side, names in sides.items()}
             inputs = {side: [root / name / "eval" for name in names] for side, names in needs.items()}
             runs = [f"{side}=" + ",".join(map(_shown, folders)) for side, folders in inputs.items()]
-            command = [sys.executable, "-m", "common.compare", "--runs", *runs, "--output_dir", _shown(out)]
+            command = [sys.executable, "-m", "common.compare", "--runs", *runs, *compare_flags,
+                       "--output_dir", _shown(out)]
             comparisons.append(Comparison(f"{size}/compare-{key}", sum(needs.values(), []), sum(inputs.values(), []),
                                           out, root / size / f"compare-{key}.log", command))
     return root, cells, comparisons

@@ -54,6 +54,16 @@ def test_dry_run_prints_the_study_grid_in_order_and_runs_nothing(tmp_path, capsy
     assert snapshot(tmp_path) == before, "--dry_run writes nothing"
 
 
+def test_compare_args_reach_every_comparison(tmp_path, capsys):
+    path = _study_copy(tmp_path, compare_args={"adjust": "bh", "intersect": True})
+    assert grid.main([str(path), "--dry_run", "--only", "0.5B/*"]) == 0
+    comparisons = [line for line in capsys.readouterr().out.splitlines() if "common.compare" in line]
+    assert len(comparisons) == 2
+    assert all(" --adjust bh --intersect True --output_dir " in line for line in comparisons)
+    assert grid.main([str(_study_copy(tmp_path, compare_args={"runs": "A=x"})), "--dry_run"]) == 2
+    assert "--runs is set by the grid itself" in capsys.readouterr().err
+
+
 def test_the_shipped_grid_names_paths_under_the_project(capsys):
     assert grid.main([str(STUDY), "--dry_run", "--only", "1.5B/mt-fft"]) == 0
     assert capsys.readouterr().out.splitlines() == [
