@@ -112,6 +112,21 @@ def test_slurm_without_submitit_is_one_line(tmp_path, capsys, monkeypatch):
     assert "needs submitit" in capsys.readouterr().err
 
 
+def test_submitit_is_imported_without_reconfiguring_logging(monkeypatch):
+    """submitit's import-time logging.config.dictConfig would shut down this process's handlers and bind its own to
+    the sys.stdout/sys.stderr of that moment (a closed pytest capture later: the process lost its stderr)."""
+    import logging
+    import sys
+
+    for name in [m for m in sys.modules if m == "submitit" or m.startswith("submitit.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(logging.getLogger("submitit"), "handlers", [])
+    monkeypatch.delenv("SUBMITIT_LOG_LEVEL", raising=False)
+    assert grid._import_submitit().AutoExecutor
+    assert logging.getLogger("submitit").handlers == []
+    assert "SUBMITIT_LOG_LEVEL" not in __import__("os").environ  # the jobs configure their own logging
+
+
 def test_main_metrics_are_the_tasks_overall_values(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"metrics": {
         "summarization": {"overall": {"bleu": 10.0, "chrf": 30.0, "rougeL": 20.0, "n": 4}, "java": {"bleu": 1.0}},
