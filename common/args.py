@@ -80,6 +80,12 @@ class DataArguments:
         metadata={"help": "Save tokenized data to {output_dir}/processed_data and reuse it on a rerun with the same "
                           "data arguments."},
     )
+    packing: bool | None = field(
+        default=None, metadata={"help": (
+            "Padding-free batches: the examples of a batch flattened into one sequence, positions restarting per "
+            "example, no attention across examples (True), or padded batches (False). Default: padding-free where "
+            "the attention has a variable-length kernel (--attn_implementation flash_attention_2/3), else padded and "
+            "grouped by length (--train_sampling_strategy group_by_length); the log says which and why.")})
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Evaluations without improvement before stopping (default: no early stopping)."}
     )

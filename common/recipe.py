@@ -122,6 +122,7 @@ def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
     if resume:
         logger.info("resuming from %s (--overwrite_output_dir True to start over)", resume)
     result = trainer.train(resume_from_checkpoint=resume)
+    result.metrics.update(trainer.throughput(result.metrics.get("train_runtime", 0.0)))
     model.config.use_cache = True  # gradient checkpointing turned it off; inference wants it
     trainer.save_model()  # QLoRA: the adapter; FFT: the full model; both with the tokenizer
     trainer.log_metrics("train", result.metrics)

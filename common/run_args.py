@@ -151,6 +151,7 @@ def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunAr
 
     _validate(strategy, values)
     notes = _resolve_strategies(values, given, typed_flags)
+    notes.append(choose_batching(values, given))
     notes += _check_task_data(task, tasks, strategy, given)
     # Best-model loading needs eval/save steps that line up, and they depend on the number of training examples:
     # build TrainingArguments without it, and switch it on once the data has fixed the steps (training.py).
@@ -162,6 +163,35 @@ def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunAr
     training_args = rest[-1]
     training_args.load_best_model_at_end = load_best
     return RunArgs(task, tasks, strategy, model_args, data_args, strategy_args, training_args, given, typed, notes)
+
+
+# attention implementations with a variable-length kernel: padding-free batches cost nothing extra there
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
+
+
+def choose_batching(values: dict, given: set[str]) -> str:
+    """The fastest correct batching for the attention in use, unless --packing / --train_sampling_strategy say
+    otherwise; returns the log line that says which and why.
+
+    Measured on CPU with sdpa (batch 8, code lengths 120-1024 tokens): padded random batches 1.0x, padding-free 1.2x,
+    padded and grouped by length 1.5x, padding-free and grouped 0.9x -- without a variable-length kernel the
+    flattened batch is attended through a block-diagonal mask, quadratic in the flattened length. The loss over the
+    same examples is the same either way (a token-level mean over the batch)."""
+    attention = values.get("attn_implementation") or "sdpa (the default)"
+    varlen = values.get("attn_implementation") in VARLEN_ATTENTION
+    if "packing" not in given:
+        values["packing"] = varlen
+    if "train_sampling_strategy" not in given:
+        values["train_sampling_strategy"] = "random" if values["packing"] else "group_by_length"
+    how = ("padding-free (the examples of a batch flattened into one sequence)" if values["packing"]
+           else "padded to the longest example of each batch")
+    how += f", {values['train_sampling_strategy']} order"
+    if "packing" in given or "train_sampling_strategy" in given:
+        return f"batching: {how} (as given)"
+    why = ("its variable-length kernel attends to each example alone" if varlen else
+           "without a variable-length kernel padding-free batches attend through a block mask, slower than batches "
+           "of similar lengths padded")
+    return f"batching: {how}, chosen for {attention} attention: {why} (--packing, --train_sampling_strategy)"
 
 
 def _tasks(task: str, value: str | None) -> list[str]:

@@ -1,15 +1,19 @@
-"""Trainer set-up: steps per epoch, per-task eval loss without holding logits, early stopping, run records."""
+"""Trainer set-up: steps per epoch, batching (padding-free or padded), per-task eval loss without holding logits,
+early stopping, throughput (tokens trained on, padding, peak memory), run records."""
 
 from __future__ import annotations
 
 import logging
 import math
 import platform
+import resource
 import subprocess
+import time
 
 import torch
 import torch.nn.functional as F
-from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, EarlyStoppingCallback, Trainer,
+                          TrainingArguments)
 
 from common.args import REPO_ROOT, RunArgs
 from common.encoding import IGNORE_INDEX
@@ -74,6 +78,78 @@ def per_task_metrics(tasks: list[str]):
     return compute
 
 
+def padded_collator(tokenizer) -> DataCollatorForSeq2Seq:
+    """Batches padded to their longest example (a multiple of 8), padding masked out of attention and loss."""
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=8)
+
+
+class FlatCollator(DataCollatorWithFlattening):
+    """Padding-free batches: the examples of a batch as one row, position ids restarting per example (attention stays
+    within each example); each example's first label is masked, so none is trained to continue the one before it.
+
+    `use_cache=False` goes with every batch: transformers builds the per-example (block-diagonal) attention mask from
+    the position ids only when the forward pass has no cache, and Qwen2 creates one whenever `use_cache` is on, even
+    in training; with it the examples of a batch would attend to each other (measured: another loss)."""
+
+    def __call__(self, features, return_tensors=None, separator_id=None):
+        batch = super().__call__(features, return_tensors, separator_id)
+        batch["use_cache"] = False
+        return batch
+
+
+def flat_collator() -> FlatCollator:
+    return FlatCollator(separator_id=IGNORE_INDEX)
+
+
+class TaskTrainer(Trainer):
+    """The Trainer with its own training collator (padding-free batches train, while evaluation stays padded, one row
+    per example, for the per-example losses) and a count of the tokens it trains on."""
+
+    def __init__(self, *args, train_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_collator = train_collator
+        self.tokens = [0, 0]  # real tokens, positions computed (padding included), in this process
+        self._since_log = None  # (tokens, time) at the last training log
+
+    def get_train_dataloader(self):
+        if self.train_collator is None:
+            return super().get_train_dataloader()
+        padded, self.data_collator = self.data_collator, self.train_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = padded
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        self.tokens[0] += int(ids.numel() if mask is None else mask.sum())
+        self.tokens[1] += int(ids.numel())
+        if self._since_log is None:
+            self._since_log = (0, time.monotonic())
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs and self._since_log is not None:  # a training log: tokens/s since the previous one
+            tokens, since = self._since_log
+            now = time.monotonic()
+            logs["tokens_per_second"] = round((self.tokens[0] - tokens) / max(now - since, 1e-9), 1)
+            self._since_log = (self.tokens[0], now)
+        super().log(logs, start_time)
+
+    def throughput(self, runtime: float) -> dict:
+        """train_tokens (non-padding tokens trained on, all processes), train_tokens_per_second, padding_fraction
+        (padding among the positions computed) and peak_memory_mb (CUDA: the most memory allocated on this process's
+        device; CPU: this process's peak resident set). A resumed run counts from where it resumed."""
+        counts = torch.tensor(self.tokens, dtype=torch.float64, device=self.accelerator.device)
+        real, total = (float(v) for v in self.accelerator.reduce(counts, reduction="sum"))
+        if torch.cuda.is_available():
+            peak = torch.cuda.max_memory_allocated() / 2 ** 20
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return {"train_tokens": int(real), "train_tokens_per_second": round(real / runtime, 1) if runtime else 0.0,
+                "padding_fraction": round(1 - real / total, 6) if total else 0.0, "peak_memory_mb": round(peak, 1)}
+
+
 def build_trainer(run: RunArgs, model, tokenizer, train_dataset, eval_dataset, eval_tasks: list[str]) -> Trainer:
     training = run.training
     evaluating = training.eval_strategy != "no"
@@ -81,14 +157,14 @@ def build_trainer(run: RunArgs, model, tokenizer, train_dataset, eval_dataset, e
     if run.data.early_stopping_patience is not None and evaluating:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=run.data.early_stopping_patience,
                                                early_stopping_threshold=run.data.early_stopping_threshold or 0.0))
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=8)
-    return Trainer(
+    return TaskTrainer(
         model=model,
+        train_collator=flat_collator() if run.data.packing else None,
         args=training,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset if evaluating else None,
         processing_class=tokenizer,
-        data_collator=collator,
+        data_collator=padded_collator(tokenizer),
         callbacks=callbacks,
         compute_metrics=per_task_metrics(eval_tasks) if evaluating else None,
         preprocess_logits_for_metrics=per_example_loss if evaluating else None,

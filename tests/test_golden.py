@@ -39,8 +39,9 @@ def golden_runs(tiny_model, tmp_path_factory):
     runs = {}
     for strategy in ("qlora", "fft"):
         out = tmp_path_factory.mktemp("golden") / strategy
+        # random order, padded batches: the study's batching (the default groups by length, tests/test_batching.py)
         assert run_script("multitask", strategy, tiny_model, out, max_steps=1, eval_strategy="steps",
-                          eval_steps=1, save_processed_data=True) == 0
+                          eval_steps=1, save_processed_data=True, train_sampling_strategy="random") == 0
         runs[strategy] = out
     return runs
 
