@@ -136,6 +136,14 @@ class TaskTrainer(Trainer):
             self._since_log = (self.tokens[0], now)
         super().log(logs, start_time)
 
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        if logits is None or labels is None or self.compute_metrics is None:
+            return loss, logits, labels
+        # (summed loss, token count) per example and one label column: the Trainer concatenates what this returns
+        # for every eval example, and the per-task losses need nothing else, so evaluation memory stays flat
+        return loss, per_example_loss(logits, labels), labels[:, :1]
+
     def throughput(self, runtime: float) -> dict:
         """train_tokens (non-padding tokens trained on, all processes), train_tokens_per_second, padding_fraction
         (padding among the positions computed) and peak_memory_mb (CUDA: the most memory allocated on this process's
@@ -167,7 +175,6 @@ def build_trainer(run: RunArgs, model, tokenizer, train_dataset, eval_dataset, e
         data_collator=padded_collator(tokenizer),
         callbacks=callbacks,
         compute_metrics=per_task_metrics(eval_tasks) if evaluating else None,
-        preprocess_logits_for_metrics=per_example_loss if evaluating else None,
     )
 
 

@@ -93,3 +93,32 @@ def test_a_run_records_its_tokens_padding_and_memory(tiny_model, tmp_path, packi
     logs = [e for e in read_json(out / "trainer_state.json")["log_history"] if "loss" in e]
     assert logs and all(e["tokens_per_second"] > 0 for e in logs)
     assert read_json(out / "run_config.json")["arguments"]["data"]["packing"] is packing
+
+
+def test_evaluation_keeps_two_numbers_and_one_label_per_example(tiny_model, tmp_path):
+    """The per-task eval loss needs (summed loss, token count) per example: that, and one label column, is all the
+    Trainer accumulates, so evaluation memory does not grow with the logits or the padded labels of every item."""
+    from transformers import TrainingArguments
+
+    from common.training import TaskTrainer, per_task_metrics
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    items = examples(tokenizer, [40, 300, 90, 17, 210, 64, 128])
+    tasks = ["a", "b", "a", "b", "a", "b", "a"]
+    trainer = TaskTrainer(model=model, args=TrainingArguments(str(tmp_path), per_device_eval_batch_size=3,
+                                                              report_to=[], use_cpu=True, label_names=["labels"]),
+                          data_collator=padded_collator(tokenizer), compute_metrics=per_task_metrics(tasks))
+    output = trainer.predict(datasets.Dataset.from_list(items))
+    assert output.predictions.shape == (7, 2) and output.label_ids.shape == (7, 1)
+    expected = {}
+    with torch.no_grad():
+        for item, task in zip(items, tasks):
+            labels = torch.tensor([item["labels"]])
+            n = int((labels[0, 1:] != IGNORE_INDEX).sum())
+            loss = model(input_ids=torch.tensor([item["input_ids"]]), labels=labels).loss.item()
+            acc = expected.setdefault(task, [0.0, 0])
+            acc[0] += loss * n
+            acc[1] += n
+    for task, (total, count) in expected.items():
+        assert output.metrics[f"test_{task}_loss"] == pytest.approx(total / count, rel=1e-5)
