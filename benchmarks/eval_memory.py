@@ -3,18 +3,17 @@
 Each setting runs in its own subprocess: a random Qwen2 scaled down to run on a CPU (2 layers, hidden 256, the tiny
 tokenizer's vocabulary of 1,024), synthetic examples of realistic lengths (prompt 80-400 tokens, completion 16-112,
 labels -100 on the prompt, at most 512 = --max_seq_length's default), and the Trainer from
-`common.training.build_trainer` (per_example_loss as preprocess_logits_for_metrics, per-task eval loss as
-compute_metrics, DataCollatorForSeq2Seq padding to a multiple of 8). After a warm-up evaluation on 16 items the
+`common.training.build_trainer` (its prediction_step keeps (summed loss, token count) and one label column per
+example, per-task eval loss as compute_metrics, padding to a multiple of 8). After a warm-up evaluation on 16 items the
 process's peak RSS is reset (`/proc/self/clear_refs`), and `trainer.evaluate()` runs on N items.
 
 Measured: the resident set (RSS), which counts everything the evaluation holds in this process: the torch CPU
 allocator's tensors (activations, logits, the labels and predictions the Trainer accumulates), numpy arrays and
 Python objects alike; tracemalloc would miss the tensors. Printed: RSS before the evaluation, its peak during it, the
 growth (peak - before, what the evaluation itself held at its worst), the ratios to the first setting, the labels the
-Trainer accumulated for compute_metrics (`label_ids.nbytes`), and the eval losses (the same with and without
---one_label_column, which tries the Trainer keeping one label column per example). About 5 minutes on 2 CPU cores.
+Trainer accumulated for compute_metrics (`label_ids.nbytes`), and the eval losses. About 5 minutes on 2 CPU cores.
 
-    python benchmarks/eval_memory.py [--items 200 2000] [--batch_size 8] [--one_label_column]
+    python benchmarks/eval_memory.py [--items 200 2000] [--batch_size 8]
 """
 
 from __future__ import annotations
@@ -62,26 +61,7 @@ def synthetic_rows(n: int, vocab: int, seed: int) -> list[dict]:
     return rows
 
 
-def one_label_column(trainer) -> None:
-    """The change `--one_label_column` tries: prediction_step reduces the logits to per_example_loss itself and hands
-    the Trainer one label column per example instead of the padded labels of every example."""
-    import types
-
-    from transformers import Trainer
-
-    from common.training import per_example_loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        loss, logits, labels = Trainer.prediction_step(self, model, inputs, prediction_loss_only, ignore_keys)
-        if logits is None or labels is None or self.compute_metrics is None:
-            return loss, logits, labels
-        return loss, per_example_loss(logits, labels), labels[:, :1]
-
-    trainer.prediction_step = types.MethodType(prediction_step, trainer)
-    trainer.preprocess_logits_for_metrics = None
-
-
-def child(n: int, batch_size: int, fix: bool) -> dict:
+def child(n: int, batch_size: int) -> dict:
     import datasets
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM, TrainingArguments
@@ -114,8 +94,6 @@ def child(n: int, batch_size: int, fix: bool) -> dict:
         tasks = list(dataset["task"])
         dataset = dataset.select_columns(columns)
         trainer = build_trainer(run, model, tokenizer, dataset, dataset, tasks)
-        if fix:
-            one_label_column(trainer)
         held = {}
         compute = trainer.compute_metrics
 
@@ -143,24 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, nargs="+", default=[200, 2000], help="eval set sizes (default 200 2000)")
     parser.add_argument("--batch_size", type=int, default=8, help="per_device_eval_batch_size (default 8)")
-    parser.add_argument("--one_label_column", action="store_true",
-                        help="try the Trainer keeping one label column per example (see one_label_column)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.batch_size, args.one_label_column)))
+        print(json.dumps(child(args.child, args.batch_size)))
         return 0
     results = []
     for n in args.items:
         command = [sys.executable, __file__, "--child", str(n), "--batch_size", str(args.batch_size)]
-        proc = subprocess.run(command + ["--one_label_column"] * args.one_label_column, capture_output=True, text=True)
+        proc = subprocess.run(command, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
             return 1
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     first = results[0]
     print(f"Trainer.evaluate, random Qwen2 (2 layers, hidden 256, vocab 1,024), eval batch {args.batch_size}, "
-          f"sequences up to {MAX_SEQ_LENGTH} tokens{', one label column' if args.one_label_column else ''}; MiB")
+          f"sequences up to {MAX_SEQ_LENGTH} tokens; MiB")
     print(f"{'items':>7}{'RSS before':>12}{'peak RSS':>10}{'growth':>9}{'peak x':>8}{'growth x':>10}"
           f"{'labels held':>13}{'eval_loss':>11}{'task loss':>11}")
     for r in results:
