@@ -136,6 +136,13 @@ class TaskTrainer(Trainer):
             self._since_log = (self.tokens[0], now)
         super().log(logs, start_time)
 
+    def _get_eval_sampler(self, eval_dataset):
+        # the eval set in its own order whatever the training order (transformers' group_by_length reorders
+        # evaluation too): the per-task losses are attributed by position; several processes: as the Trainer does
+        if eval_dataset is None or self.args.world_size > 1:
+            return None
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         if logits is None or labels is None or self.compute_metrics is None:
