@@ -332,6 +332,9 @@ def _short(value, limit: int = 40) -> str:
 
 
 _ABSENT = object()
+# Arguments added after runs were made, with the value a run that does not record them ran with: such a run is still
+# the same run when the new argument keeps that value (data.packing: every earlier run trained on padded batches).
+ADDED_LATER = {"data.packing": False}
 
 
 def check_compatible(output_dir, new_arguments: dict, ignore: Iterable[str], *,
@@ -357,7 +360,7 @@ def check_compatible(output_dir, new_arguments: dict, ignore: Iterable[str], *,
         parts = key.split(".")
         if key in ignore or any(part in ignore for part in parts):  # also a setting inside an ignored one
             continue
-        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        a, b = old.get(key, ADDED_LATER.get(key, _ABSENT)), new.get(key, _ABSENT)
         if a is _ABSENT or b is _ABSENT or not _same(a, b):
             name = f"--{key.rsplit('.', 1)[-1]}" if "." in key else key  # a section's keys are its flags
             differ.append(f"{name} {_short(a)} -> {_short(b)}")

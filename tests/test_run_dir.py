@@ -285,6 +285,14 @@ def test_settings_inside_a_neutral_argument_are_neutral(tmp_path):
                                  run_dir.RESULT_NEUTRAL)
 
 
+def test_a_run_from_before_packing_existed_trained_padded(tmp_path):
+    """Runs recorded before --packing existed trained on padded batches: the same run as --packing False."""
+    (tmp_path / "run_config.json").write_text(json.dumps({"arguments": {"data": {"sample_size": 6}}}))
+    assert run_dir.check_compatible(tmp_path, {"data": {"sample_size": 6, "packing": False}}, set()) is True
+    with pytest.raises(UserError, match="--packing false -> true"):
+        run_dir.check_compatible(tmp_path, {"data": {"sample_size": 6, "packing": True}}, set())
+
+
 def test_another_number_of_processes_is_another_run(finished, tiny_model, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(finished, out)
