@@ -64,17 +64,14 @@ def synthetic_rows(n: int, vocab: int, seed: int) -> list[dict]:
 def child(n: int, batch_size: int) -> dict:
     import datasets
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM, TrainingArguments
+    from transformers import Qwen2ForCausalLM, TrainingArguments
 
-    from common.tiny_model import build_tokenizer, sample_texts
+    from common.tiny_model import build_tokenizer, qwen2_config, sample_texts
     from common.training import build_trainer
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     tokenizer = build_tokenizer(sample_texts())
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
-                         num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=2048,
-                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    config = qwen2_config(tokenizer, hidden_size=256, intermediate_size=1024, num_attention_heads=8)
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config)
     rows = synthetic_rows(n, len(tokenizer), seed=0)

@@ -33,16 +33,13 @@ from common.inference import generate  # noqa: E402
 
 def scaled_down_qwen2(seed: int = 0):
     """(model, tokenizer): a random fp32 Qwen2 with 4 layers, hidden 256, and the tiny model's tokenizer."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
-    from common.tiny_model import build_tokenizer, sample_texts
+    from common.tiny_model import build_tokenizer, qwen2_config, sample_texts
 
     tokenizer = build_tokenizer(sample_texts())
-    config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
-        num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-    )
+    config = qwen2_config(tokenizer, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+                          num_attention_heads=8)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     with torch.no_grad():  # at the default std (0.02) every prompt gives the same output

@@ -142,9 +142,21 @@ def pool_size(args) -> int:
     return args.pool or args.steps * args.batch
 
 
+def timed_train(trainer) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of `trainer.train()`, with the CUDA peak-memory counter reset before it."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    trainer.train()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, time.process_time() - cpu_start
+
+
 def run_variant(variant: str, args) -> dict:
     """Train one variant in this process; its tokens, seconds, padding fraction and peak memory."""
-    import torch
     from datasets import Dataset
 
     from common.run_args import choose_batching
@@ -174,13 +186,7 @@ def run_variant(variant: str, args) -> dict:
                               train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                               data_collator=padded_collator(tokenizer),
                               train_collator=flat_collator() if packing else None)
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        trainer.train()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        seconds, cpu_seconds = timed_train(trainer)
         measured = trainer.throughput(seconds)
     return {"tokens": measured["train_tokens"], "full_tokens": full_tokens, "seconds": seconds,
             "cpu_seconds": cpu_seconds,
@@ -189,7 +195,6 @@ def run_variant(variant: str, args) -> dict:
 
 def run_trl(model, tokenizer, rows: list[dict], args) -> dict:
     """TRL's SFTTrainer, padding-free, the prompt masked through `completion_mask`."""
-    import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -202,13 +207,7 @@ def run_trl(model, tokenizer, rows: list[dict], args) -> dict:
             "warmup_steps", "lr_scheduler_type", "weight_decay", "bf16", "logging_steps", "save_strategy",
             "report_to", "disable_tqdm", "seed")}, padding_free=True, max_length=None, completion_only_loss=True)
         trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        trainer.train()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        seconds, cpu_seconds = timed_train(trainer)
     tokens = sum(len(row["input_ids"]) for row in rows)  # padding-free: every position is a real token
     return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu_seconds, "padding_fraction": 0.0,
             "peak_mb": peak_memory_mb(), "note": ""}

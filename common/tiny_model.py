@@ -47,18 +47,27 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024):
     return tokenizer
 
 
+def qwen2_config(tokenizer, *, hidden_size: int = 64, intermediate_size: int = 128, num_hidden_layers: int = 2,
+                 num_attention_heads: int = 4):
+    """A small Qwen2 configuration on `tokenizer`: the tiny model's shape by default (the benchmarks scale it up)."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads, num_key_value_heads=2,
+        max_position_embeddings=2048, tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )
+
+
 def build_tiny_model(out_dir: str | Path, texts: list[str] | None = None, seed: int = 0) -> Path:
     """Write a tokenizer and a randomly initialised tiny Qwen2 model to `out_dir` (deterministic for a seed)."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
     out_dir = Path(out_dir)
     tokenizer = build_tokenizer(texts if texts is not None else sample_texts())
-    config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-    )
+    config = qwen2_config(tokenizer)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
