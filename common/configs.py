@@ -32,16 +32,22 @@ def with_config(argv: list[str], script: str, parser: HfArgumentParser) -> list[
     if meant_for and Path(meant_for).as_posix() != script:
         raise UserError(f"--config {path} is for {meant_for}, not {script}")
     known = {opt.lstrip("-") for action in parser._actions for opt in action.option_strings} - {"config"}
-    tokens = []
-    for key, value in settings.items():
+    for key in settings:
         if key not in known:
             raise UserError(f"--config {path}: unknown setting {key!r} (settings are the script's flag names)")
+    return setting_tokens(settings) + argv
+
+
+def setting_tokens(settings: dict) -> list[str]:
+    """`key: value` settings as command-line tokens: `--key value`, a list comma-joined, a null value left out."""
+    tokens = []
+    for key, value in settings.items():
         if value is None:
             continue
         if isinstance(value, (list, tuple)):
             value = ",".join(map(str, value))
         tokens += [f"--{key}", str(value)]
-    return tokens + argv
+    return tokens
 
 
 def read_config(path: Path) -> dict:

@@ -89,13 +89,12 @@ def _flags(values, where: str) -> list[str]:
     """`flag: value` settings (as in configs/*.yaml) as command-line tokens; a null value is left out."""
     if not isinstance(values, dict):
         raise UserError(f"{where}: expected `flag: value` settings, not {type(values).__name__}")
-    tokens = []
-    for key, value in values.items():
+    from common.configs import setting_tokens
+
+    for key in values:
         if key in SET_BY_GRID:
             raise UserError(f"{where}: --{key} is set by the grid itself; drop it")
-        if value is not None:
-            tokens += [f"--{key}", ",".join(map(str, value)) if isinstance(value, list) else str(value)]
-    return tokens
+    return setting_tokens(values)
 
 
 def _path(value, where: str, kind: str = "file") -> Path:
