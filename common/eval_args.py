@@ -51,6 +51,12 @@ class EvalArguments:
         "help": "Default: the task's own (128 for summaries, 512 for code)."})
     max_prompt_length: int = field(default=1024, metadata={"help": "Prompt tokens; longer code in the prompt is cut."})
     batch_size: int = field(default=8, metadata={"help": "Generation batch size."})
+    shard: str | None = field(default=None, metadata={
+        "help": "I/N (0 <= I < N): generate only shard I of N of the answers (every N-th batch, so each batch is the "
+                "one a whole run generates), into --output_dir; once the N shards are done (in parallel, on N "
+                "devices or machines sharing the folder), the same command without --shard scores them and writes "
+                "the files a single run writes. Under torchrun/accelerate launch the processes split the items "
+                "themselves."})
     timeout: float = field(default=10.0, metadata={"help": "Seconds per program when executing tests."})
     output_dir: str | None = field(default=None, metadata={
         "help": "Default: {model_path}/eval-{task}-{split, benchmark or the test file's name}, or beside the "
@@ -163,7 +169,28 @@ def parse_eval_args(task: str, argv: list[str] | None) -> EvalArguments:
         raise UserError(f"--num_samples {args.num_samples}: use a positive number, or -1 for all")
     if args.batch_size < 1:
         raise UserError("--batch_size must be at least 1")
+    if args.shard is not None:
+        shard_of(args)  # the format
+        for flag, value in (("--predictions_file", args.predictions_file), ("--export_codereval", args.export_codereval),
+                            ("--overwrite_output_dir", args.overwrite_output_dir)):
+            if value:
+                raise UserError(f"--shard generates part of the answers: {flag} belongs to the run without --shard "
+                                f"that scores them")
     return args
+
+
+def shard_of(args) -> tuple[int, int] | None:
+    """(index, count) of --shard I/N, or None for a whole evaluation."""
+    if args.shard is None:
+        return None
+    index, _, count = str(args.shard).partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        index, count = -1, 0
+    if not 0 <= index < count:
+        raise UserError(f"--shard {args.shard}: give I/N with 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4")
+    return index, count
 
 
 def _tasks(task: str, args) -> list[str]:

@@ -7,6 +7,11 @@ reused only whole, so a resumed evaluation generates exactly what an uninterrupt
 are the same. A finished evaluation keeps its raw outputs in predictions.jsonl: rerun with the same arguments, it is
 scored again from them without generating.
 
+Sharded (`--shard I/N`): shard I appends the batches it owns (every N-th) to `predictions.shard-I-of-N.partial.jsonl`,
+renamed `predictions.shard-I-of-N.jsonl` when it has generated all of them. The run without --shard reads every
+shard file as answers already generated -- the same whole batches a single run computes -- folds them into its own
+partial file, deletes them, generates whatever no shard did, and writes the three outputs.
+
 What decides the generations is recorded: the arguments that change a number (`comparable`), and a fingerprint of
 the items, their prompts and the model's files (`generation_fingerprint`). A rerun whose arguments differ is refused
 naming the keys, before the model loads; one whose model or test data changed is refused once the prompts are
@@ -30,7 +35,8 @@ PARTIAL = "predictions.partial.jsonl"
 OUTPUTS = ("predictions.jsonl", "metrics.json", "report.md")
 # Arguments that change no number: where the outputs go, what to do with an existing folder, and whether running
 # generated code unisolated is permitted (the same programs run the same way either way).
-NEUTRAL = frozenset({"output_dir", "overwrite_output_dir", "unsafe_execution"})
+NEUTRAL = frozenset({"output_dir", "overwrite_output_dir", "unsafe_execution", "shard"})
+SHARD_GLOB = "predictions.shard-*.jsonl"  # finished and partial shard files
 _PATH_KEYS = ("model_path", "predictions_file", "exclude_ids", "pmd", "bertscore_model", "side_model")
 _MODEL_FILES = {"config.json", "adapter_config.json", "tokenizer.json", "tokenizer_config.json"}
 _WEIGHT_SUFFIXES = {".safetensors", ".bin", ".gguf"}
@@ -70,6 +76,11 @@ def model_stamp(model_path: str | None) -> list:
     return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
 
+def shard_file(shard: tuple[int, int], finished: bool) -> str:
+    index, count = shard
+    return f"predictions.shard-{index}-of-{count}{'' if finished else '.partial'}.jsonl"
+
+
 def item_key(item: dict) -> str:
     return f"{item['task']}\t{item['id']}"
 
@@ -93,70 +104,109 @@ def _read_json(path: Path) -> dict | None:
 
 
 class EvaluationFolder:
-    """The output folder of one evaluation: what an earlier run left there, and the partial generations."""
+    """The output folder of one evaluation (or of one shard of it): what earlier runs left there, and the partial
+    generations."""
 
-    def __init__(self, out: Path, args):
+    def __init__(self, out: Path, args, shard: tuple[int, int] | None = None):
         self.out = Path(out)
         self.args = comparable(args)
+        self.shard = shard
+        self.partial = self.out / (PARTIAL if shard is None else shard_file(shard, finished=False))
         self.done: dict[str, str] = {}  # item key -> raw output, from an earlier run with the same arguments
-        self._fingerprint: str | None = None  # of the earlier run's generations
+        self.finished = False  # a shard run found the whole evaluation done: nothing to generate
+        self._earlier: dict[str, str | None] = {}  # file -> fingerprint of the generations reused from it
         self._earlier_final = False
+        self._shard_files: list[Path] = []  # whole evaluation: shard files whose answers it reuses
         self._replaced: list[str] = []  # --overwrite_output_dir: removed once the new evaluation is under way
 
     def check(self, overwrite: bool) -> None:
         """Refuse a folder whose files are not an evaluation with these arguments (unless `overwrite`, and then only
-        files of an evaluation are removed); otherwise remember what an earlier run generated. Runs before the model
+        files of an evaluation are removed); otherwise remember what earlier runs generated. Runs before the model
         loads and writes nothing."""
         partial, metrics = self.out / PARTIAL, self.out / "metrics.json"
-        present = [name for name in (PARTIAL, *OUTPUTS) if (self.out / name).exists()]
+        shards = sorted(self.out.glob(SHARD_GLOB))
+        present = [name for name in (PARTIAL, *OUTPUTS) if (self.out / name).exists()] + [f.name for f in shards]
         if not present:
             return
-        header = _partial_header(partial) if partial.exists() else None
+        headers = {f: _partial_header(f) for f in ([partial] if partial.exists() else []) + shards}
         report = _read_json(metrics) if metrics.exists() else None
-        recorded = (header or {}).get("arguments") or _report_arguments(report)
-        if recorded is None:
-            raise UserError(f"--output_dir {self.out} holds {', '.join(present)} from something other than an "
-                            f"evaluation of this toolkit; pick another --output_dir")
+        recorded = [(f.name, (header or {}).get("arguments")) for f, header in headers.items()]
+        if metrics.exists():
+            recorded.append((metrics.name, _report_arguments(report)))
+        elif not headers:  # predictions.jsonl or report.md alone
+            recorded.append((present[0], None))
+        for name, arguments in recorded:
+            if arguments is None:
+                raise UserError(f"--output_dir {self.out} holds {name} from something other than an evaluation of "
+                                f"this toolkit; pick another --output_dir")
         if overwrite:
             self._replaced = present
             return
-        changed = _differences(recorded, self.args)
-        if changed:
-            raise UserError(f"--output_dir {self.out} holds an evaluation with other arguments: {'; '.join(changed)}"
-                            f"; pass --overwrite_output_dir to replace it, or pick another --output_dir")
-        if header is not None:
-            self._fingerprint = header.get("fingerprint")
-            self.done = _partial_rows(partial)
-            logger.info("resuming the evaluation in %s: %d answers already generated", self.out, len(self.done))
-        elif (report or {}).get("evaluation_record", {}).get("generation_fingerprint"):
-            self._fingerprint = report["evaluation_record"]["generation_fingerprint"]
+        for name, arguments in recorded:
+            changed = _differences(arguments, self.args)
+            if changed:
+                raise UserError(f"--output_dir {self.out} holds an evaluation with other arguments: "
+                                f"{'; '.join(changed)}; pass --overwrite_output_dir to replace it, or pick another "
+                                f"--output_dir")
+        final = (report or {}).get("evaluation_record", {}).get("generation_fingerprint")
+        if self.shard is not None:
+            if final:
+                self.finished = True
+                return
+            for name in (shard_file(self.shard, finished=True), shard_file(self.shard, finished=False)):
+                if (self.out / name).exists():
+                    self._reuse(self.out / name, headers[self.out / name])
+                    break
+            return
+        if partial.exists():
+            self._reuse(partial, headers[partial])
+        elif final:
+            self._earlier[metrics.name] = final
             self._earlier_final = True
             self.done = _final_rows(self.out / "predictions.jsonl")
             logger.info("%s holds this evaluation already: scoring its %d answers again", self.out, len(self.done))
+        for shard in shards:
+            self._reuse(shard, headers[shard])
+            self._shard_files.append(shard)
+
+    def _reuse(self, path: Path, header: dict) -> None:
+        rows = _partial_rows(path)
+        self._earlier[path.name] = header.get("fingerprint")
+        self.done = {**rows, **self.done}
+        logger.info("resuming the evaluation in %s: %d answers already generated (%s)", self.out, len(rows),
+                    path.name)
 
     def start(self, fingerprint: str) -> None:
         """Before the first answer is generated: the earlier generations are reused only for the same items, prompts
-        and model files; then the partial file is opened (with its header) for appending."""
-        if self._fingerprint is not None and self._fingerprint != fingerprint:
-            raise UserError(f"--output_dir {self.out} holds an evaluation of other items, prompts, model files or "
-                            f"runtime (the model or the test data changed since, or it ran on another device, dtype "
-                            f"or library version); pass --overwrite_output_dir to replace it")
+        and model files; then the partial file is opened (with its header) for appending. A whole evaluation folds
+        the shards' answers into its own partial file and deletes the shard files."""
+        for name, earlier in self._earlier.items():
+            if earlier != fingerprint:
+                raise UserError(f"--output_dir {self.out} holds an evaluation ({name}) of other items, prompts, model "
+                                f"files or runtime (the model or the test data changed since, or it ran on another "
+                                f"device, dtype or library version); pass --overwrite_output_dir to replace it")
         self._remove_replaced()
-        partial = self.out / PARTIAL
-        if not partial.exists() or self._earlier_final:
-            self.out.mkdir(parents=True, exist_ok=True)
-            header = {"arguments": self.args, "fingerprint": fingerprint}
-            lines = [json.dumps(header, default=str)]
+        if self.shard is not None:
+            if not self.partial.exists() and not (self.out / shard_file(self.shard, finished=True)).exists():
+                self._write_partial(fingerprint, {})
+        elif not self.partial.exists() or self._earlier_final or self._shard_files:
             # a finished evaluation's answers move into the partial file, so that a kill now loses nothing
-            lines += [json.dumps({"key": k, "output": v}, ensure_ascii=False) for k, v in self.done.items()]
-            from common.files import write_text
+            self._write_partial(fingerprint, self.done)
+            for shard in self._shard_files:
+                shard.unlink(missing_ok=True)
+            self._shard_files = []
 
-            write_text(partial, "\n".join(lines) + "\n")
-        self._fingerprint = fingerprint
+    def _write_partial(self, fingerprint: str, rows: dict[str, str]) -> None:
+        from common.files import write_text
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps({"arguments": self.args, "fingerprint": fingerprint}, default=str)]
+        lines += [json.dumps({"key": k, "output": v}, ensure_ascii=False) for k, v in rows.items()]
+        write_text(self.partial, "\n".join(lines) + "\n")
 
     def record(self, answers: dict[str, str]) -> None:
         """Append one batch's raw outputs, durably (a kill after this returns loses none of them)."""
-        with open(self.out / PARTIAL, "a", encoding="utf-8") as f:
+        with open(self.partial, "a", encoding="utf-8") as f:
             f.write("".join(json.dumps({"key": k, "output": v}, ensure_ascii=False) + "\n"
                             for k, v in answers.items()))
             f.flush()
@@ -165,9 +215,18 @@ class EvaluationFolder:
 
     def finish(self) -> None:
         """The final files are written: the partial file has served its purpose (and, rescoring a predictions file
-        over an evaluation replaced with --overwrite_output_dir, so has the earlier one's)."""
+        over an evaluation replaced with --overwrite_output_dir, so has the earlier one's). A shard's partial file
+        becomes its finished shard file."""
         self._remove_replaced()
-        (self.out / PARTIAL).unlink(missing_ok=True)
+        if self.shard is not None:
+            if self.partial.exists():
+                os.replace(self.partial, self.out / shard_file(self.shard, finished=True))
+            return
+        self.partial.unlink(missing_ok=True)
+
+    def start_afresh(self) -> None:
+        """--overwrite_output_dir under torchrun: the earlier evaluation's files go now, before the shards write."""
+        self._remove_replaced()
 
     def _remove_replaced(self) -> None:
         """Not in `check`: a run that fails before it generates (a bad model, say) leaves the earlier one whole."""

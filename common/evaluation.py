@@ -6,12 +6,18 @@ Inference uses the training formatting (`common.prompts`, `common.encoding`): th
 prompt, greedy decoding, stopping at the end-of-turn token. `extract_answer` is applied identically to every system.
 Outputs in --output_dir: predictions.jsonl (one row per item, with its own scores), metrics.json, report.md.
 The steps live in their own modules: eval_args (flags), eval_items (test data, predictions files), scoring, report.
+
+At scale: `--shard I/N` generates one N-th of the batches and stops; the same command without --shard scores the
+shards' answers (common.eval_resume). Under torchrun / accelerate launch each process generates its shard on its
+own device, and the first one then scores them all: the same files as one process writes.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
-from dataclasses import asdict
+import os
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from common import cli, eval_resume
@@ -20,12 +26,12 @@ from common.args import MULTITASK, REPO_ROOT
 from common.data import is_single_file
 from common.errors import UserError
 from common.eval_resume import EvaluationFolder
-from common.eval_args import OWN_DATA, EvalArguments, file_list, parse_eval_args
+from common.eval_args import OWN_DATA, EvalArguments, file_list, parse_eval_args, shard_of
 from common.eval_items import build_items, read_predictions
 from common.extraction import extract_answer
 from common.files import write_json, write_lines, write_text
 from common.report import render_report
-from common.run_dir import check_output_dir, locked
+from common.run_dir import LOCK_NAME, check_output_dir, locked, refuse_held_locks
 from common.scoring import attach_verdicts, score
 
 logger = logging.getLogger("common")
@@ -35,6 +41,44 @@ def evaluate(task: str, argv: list[str] | None = None, where: dict | None = None
     """Evaluate and write the three outputs; `where["out"]` is set to the output folder once it is known."""
     args = parse_eval_args(task, argv)
     cli.setup_logging()
+    world = _distributed()
+    if world is not None and args.shard is None and not args.predictions_file:
+        return _evaluate_distributed(task, args, where, *world)
+    return _evaluate_args(task, args, where)
+
+
+def _distributed() -> tuple[int, int] | None:
+    """(rank, world size) when launched as one of several processes (torchrun, accelerate launch)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), size) if size > 1 else None
+
+
+def _evaluate_distributed(task: str, args: EvalArguments, where: dict | None, rank: int, size: int) -> dict:
+    """Each process generates its shard (on its own device: LOCAL_RANK), then process 0 scores them all."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():  # gloo: a CPU barrier whatever the device; a shard may generate for hours
+        dist.init_process_group("gloo", timeout=datetime.timedelta(hours=24))
+    if args.overwrite_output_dir and rank == 0:  # before any shard writes into the folder
+        out = Path(args.output_dir or _default_output_dir(task, args)).expanduser()
+        _check_output_dir(out, task, args)
+        if out.is_dir():
+            with locked(out, f"an evaluation ({task}/evaluate.py)"):
+                folder = EvaluationFolder(out, args)
+                folder.check(overwrite=True)
+                folder.start_afresh()
+    dist.barrier()
+    keep = {"overwrite_output_dir": False}
+    _evaluate_args(task, replace(args, shard=f"{rank}/{size}", export_codereval=None, **keep), where)
+    dist.barrier()
+    report = _evaluate_args(task, replace(args, **keep), where) if rank == 0 else {}
+    dist.barrier()
+    dist.destroy_process_group()
+    return report
+
+
+def _evaluate_args(task: str, args: EvalArguments, where: dict | None) -> dict:
+    shard = shard_of(args)
     dropped: list[dict] = []
     notes: list[str] = []
     try:
@@ -51,10 +95,18 @@ def evaluate(task: str, argv: list[str] | None = None, where: dict | None = None
         where["out"] = out
     if args.export_codereval:
         _check_export_targets(args, items, out)
-    execution = _sandbox(items, args)  # before the model loads: a machine that cannot run the tests says so now
-    with locked(out, f"an evaluation ({task}/evaluate.py)"):
-        folder = EvaluationFolder(out, args)
+    if shard is not None:
+        lock, others = f"{LOCK_NAME}-shard-{shard[0]}-of-{shard[1]}", LOCK_NAME
+        what = "the shards' answers are being scored"
+    else:
+        lock, others, what = LOCK_NAME, f"{LOCK_NAME}-shard-*", "a shard is generating answers"
+    execution = None if shard else _sandbox(items, args)  # before the model loads: no sandbox, no evaluation
+    with locked(out, f"an evaluation ({task}/evaluate.py{' --shard ' + args.shard if shard else ''})", name=lock):
+        refuse_held_locks(out, others, what)
+        folder = EvaluationFolder(out, args, shard)
         folder.check(args.overwrite_output_dir)
+        if shard is not None:
+            return _generate_shard(args, items, out, folder)
         report, answers = _evaluate(task, args, items, dropped, notes, out, folder, execution)
     if args.export_codereval:
         _export_codereval(task, args, items, answers, out)
@@ -98,6 +150,18 @@ def _evaluate(task: str, args: EvalArguments, items: list[dict], dropped: list[d
     folder.finish()
     logger.info("wrote %s/{predictions.jsonl,metrics.json,report.md}", out)
     return report, answers
+
+
+def _generate_shard(args: EvalArguments, items: list[dict], out: Path, folder: EvaluationFolder) -> dict:
+    """One shard: its batches' raw outputs, recorded in its shard file; no scores (the run without --shard)."""
+    if folder.finished:
+        logger.info("%s holds the finished evaluation: shard %s has nothing to generate", out, args.shard)
+        return {}
+    predict(items, args, folder, [])
+    folder.finish()
+    logger.info("shard %s done: %d answers in %s; once every shard is done, the same command without --shard "
+                "scores them all", args.shard, len(folder.done), out)
+    return {"shard": args.shard, "answers": len(folder.done)}
 
 
 def _check_output_dir(out: Path, task: str, args: EvalArguments) -> None:
@@ -197,8 +261,9 @@ def predict(items: list[dict], args: EvalArguments, folder: EvaluationFolder,
     # what loaded (4-bit or not, dtype, device) and the libraries that ran it decide the generations as much as the
     # model's files do: an evaluation resumed elsewhere must not mix in answers generated otherwise
     weights = next(model.parameters())
+    # the device's type, not its index: shards on cuda:0 and cuda:1 compute the same answers
     runtime = {"4bit": bool(getattr(model, "is_loaded_in_4bit", False)), "dtype": str(weights.dtype),
-               "device": str(weights.device), "versions": library_versions()}
+               "device": weights.device.type, "versions": library_versions()}
     key = fingerprint({"model": eval_resume.model_stamp(args.model_path), "runtime": runtime, "items": keys,
                        "prompts": ids,
                        "budgets": sorted((b, chosen) for b, chosen in budgets.items())})
@@ -209,7 +274,7 @@ def predict(items: list[dict], args: EvalArguments, folder: EvaluationFolder,
         outs = generate(model, tokenizer, [ids[i] for i in chosen], stop, budget, args.batch_size,
                         desc=f"generate (up to {budget} tokens)", done=done,
                         on_batch=lambda batch, chosen=chosen: folder.record(
-                            {keys[chosen[n]]: out for n, out in batch.items()}))
+                            {keys[chosen[n]]: out for n, out in batch.items()}), shard=shard_of(args))
         for i, out in zip(chosen, outs):
             raw[i] = out
     answers = [extract_answer(it["task"], out, it["language"]) for it, out in zip(items, raw)]

@@ -10,19 +10,25 @@ from tqdm.auto import tqdm
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], stop_ids: list[int], max_new_tokens: int,
              batch_size: int = 8, desc: str = "generate", done: dict[int, str] | None = None,
-             on_batch: Callable[[dict[int, str]], None] | None = None) -> list[str]:
+             on_batch: Callable[[dict[int, str]], None] | None = None,
+             shard: tuple[int, int] | None = None) -> list[str]:
     """Greedy completions of tokenized prompts, batched with left padding, stopping at any of `stop_ids`.
 
     Batches depend only on the prompts and `batch_size`, never on what is `done` (outputs by prompt index, from an
     earlier, interrupted run): a batch whose outputs are all there is skipped, any other is generated whole and
-    handed to `on_batch`, so a resumed run computes exactly the batches an uninterrupted one would.
+    handed to `on_batch`, so a resumed run computes exactly the batches an uninterrupted one would. `shard` (I, N)
+    generates only every N-th batch from the I-th (the others come back empty): N shards together compute the same
+    batches as one whole run.
     """
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths share a batch
     outputs: list[str] = [""] * len(prompts)
     done = done or {}
     pad = tokenizer.pad_token_id
     device = next(model.parameters()).device
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+    starts = range(0, len(order), batch_size)
+    if shard is not None:
+        starts = starts[shard[0]::shard[1]]
+    for start in tqdm(starts, desc=desc, unit="batch"):
         batch = order[start: start + batch_size]
         if all(i in done for i in batch):
             for i in batch:

@@ -236,6 +236,9 @@ def _adapter(peft_model, model, path: Path):
         raise UserError(f"--model_path: cannot load the adapter in {path}: {first_line(exc)}") from None
 
 
-def _device_map(process_index: int = 0) -> dict:
-    """The whole model on this process's GPU (each DDP process holds its own copy), or on the CPU."""
+def _device_map(process_index: int | None = None) -> dict:
+    """The whole model on this process's GPU (each DDP process, or evaluation shard under torchrun, holds its own
+    copy: LOCAL_RANK), or on the CPU."""
+    if process_index is None:
+        process_index = int(os.environ.get("LOCAL_RANK", "0"))
     return {"": process_index} if torch.cuda.is_available() else {"": "cpu"}

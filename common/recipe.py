@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 from pathlib import Path
 
 from common import checkpoints, cli, encoding, run_dir
@@ -53,7 +54,19 @@ def finetune(task: str, strategy: str, argv: list[str] | None = None, progress: 
     lock = run_dir.locked(out, f"a training run ({task}/{strategy}_train.py)") if training.process_index == 0 \
         else contextlib.nullcontext(out)
     with lock:
-        return _finetune(run, strategy, out, overwrite)
+        try:
+            return _finetune(run, strategy, out, overwrite)
+        finally:
+            _end_distributed()
+
+
+def _end_distributed() -> None:
+    """Leave the process group explicitly: left to the interpreter's exit, gloo's teardown can abort a process
+    ("terminate called without an active exception") after a run that succeeded."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
@@ -82,7 +95,7 @@ def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
     set_seed(training.seed)  # before the model: peft draws the LoRA init from the global RNG
     tokenizer = load_tokenizer(run.model, max_seq_length=run.data.max_seq_length)  # checks the model's files too
     with training.main_process_first(desc="prepare data"):
-        train_set, val_set, stats, save_cache = prepare_data(run, tokenizer)
+        train_set, val_set, stats, save_cache, handoff = prepare_data(run, tokenizer)
     stats["system_role_merged"] = encoding.system_role_merged(tokenizer)
     eval_set = None
     if val_set is not None:  # --eval_strategy no reads no validation split
@@ -134,6 +147,8 @@ def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
+    if handoff is not None and training.local_process_index == 0:  # every process has read it long ago
+        shutil.rmtree(handoff, ignore_errors=True)
     if trainer.is_world_process_zero():
         # any exception, on purpose: the model is saved, and no failure of a chart (a missing package, a font, a
         # full disk) may cost a finished run its completion marker
@@ -166,8 +181,8 @@ def _inputs(run: RunArgs) -> dict[str, str | None]:
 
 
 def prepare_data(run: RunArgs, tokenizer):
-    """Tokenized train/validation sets (validation None under --eval_strategy no), their counts, and a function
-    that saves them to processed_data.
+    """Tokenized train/validation sets (validation None under --eval_strategy no), their counts, a function that
+    saves them to processed_data, and the folder they were handed to the other processes through (or None).
 
     Reused from processed_data when the data arguments match; saving is left to the caller, so that a run which
     fails before training leaves nothing behind.
@@ -179,13 +194,23 @@ def prepare_data(run: RunArgs, tokenizer):
         payload["splits"] = ["train"]
     key = encoding.fingerprint(payload)
     folder = Path(run.training.output_dir) / "processed_data"
+    names = ("train", "validation") if evaluating else ("train",)
     if run.data.save_processed_data:
-        cached = encoding.load_processed(folder, key, ("train", "validation") if evaluating else ("train",))
+        cached = encoding.load_processed(folder, key, names)
         if cached is not None:
             logger.info("reusing processed data from %s", folder)
             processed, stats = cached
             return (processed["train"], processed.get("validation"), dict(stats, reused_processed_data=True),
-                    _nothing)
+                    _nothing, None)
+    # Several processes: the first one of each machine prepares the data (they run it first, main_process_first),
+    # the others read what it saved. A cache like datasets' own, named by the same fingerprint as processed_data.
+    handoff = handoff_folder(key) if run.training.world_size > 1 else None
+    if handoff is not None:
+        shared = encoding.load_processed(handoff, key, names)
+        if shared is not None:
+            logger.info("processed data prepared by this machine's first process, read from %s", handoff)
+            processed, stats = shared
+            return processed["train"], processed.get("validation"), stats, _nothing, handoff
 
     counts, stats = {}, {"truncated": {}, "dropped": {}}
     splits = {}
@@ -198,6 +223,10 @@ def prepare_data(run: RunArgs, tokenizer):
         splits[split] = encoded.remove_columns(["source", "summary", "signature", "reference"])
         stats["truncated"][split], stats["dropped"][split] = split_stats["truncated"], split_stats["dropped"]
     stats = {"counts": counts, **stats, "reused_processed_data": False}
+    if handoff is not None and run.training.local_process_index == 0:
+        import datasets
+
+        encoding.save_processed(handoff, key, datasets.DatasetDict(splits), stats, payload)
 
     def save():
         if run.data.save_processed_data:
@@ -206,11 +235,21 @@ def prepare_data(run: RunArgs, tokenizer):
             encoding.save_processed(folder, key, datasets.DatasetDict(splits), stats, payload)
             logger.info("processed data saved to %s", folder)
 
-    return splits["train"], splits.get("validation"), stats, save
+    return splits["train"], splits.get("validation"), stats, save, handoff
 
 
 def _nothing() -> None:
     pass
+
+
+def handoff_folder(key: str) -> Path:
+    """Where a distributed run's first process on this machine leaves the processed data for the others (in the
+    datasets cache, HF_DATASETS_CACHE; removed when the run finishes)."""
+    import socket
+
+    import datasets
+
+    return Path(datasets.config.HF_DATASETS_CACHE) / "code-llm-finetune-handoff" / f"{key}-{socket.gethostname()}"
 
 
 def _data_fingerprint_args(run: RunArgs) -> dict:

@@ -250,8 +250,9 @@ def _release(lock: Path, mine: dict) -> None:
 
 
 @contextmanager
-def locked(output_dir, what: str) -> Iterator[Path]:
-    """Hold `output_dir/.lock` for the block (see the module docstring); `what` names the run in others' errors."""
+def locked(output_dir, what: str, name: str = LOCK_NAME) -> Iterator[Path]:
+    """Hold `output_dir/.lock` (or another lock file `name`, e.g. one shard's of a sharded evaluation) for the block
+    (see the module docstring); `what` names the run in others' errors."""
     out = Path(output_dir)
     created = []
     missing = out
@@ -264,15 +265,28 @@ def locked(output_dir, what: str) -> Iterator[Path]:
         raise UserError(f"--output_dir {out} cannot be created: {first_line(exc)}; pick another --output_dir") \
             from None
     try:
-        mine = _acquire(out / LOCK_NAME, what)
+        mine = _acquire(out / name, what)
     except BaseException:
         _remove_empty(created)
         raise
     try:
         yield out
     finally:
-        _release(out / LOCK_NAME, mine)
+        _release(out / name, mine)
         _remove_empty(created)
+
+
+def refuse_held_locks(output_dir, pattern: str, why: str) -> None:
+    """UserError when a lock file matching `pattern` in `output_dir` is held by a live process on this host or by
+    any process on another host (`why` says what cannot run meanwhile); stale ones of this host are ignored."""
+    for lock in sorted(Path(output_dir).glob(pattern)):
+        holder = _read_lock(lock)
+        if holder is None or (holder and holder.get("host") == socket.gethostname()
+                              and not _alive(int(holder.get("pid", 0)))):
+            continue
+        who = f"{holder.get('what') or 'another run'} ({_describe(holder)})" if holder else f"an unreadable {lock}"
+        raise UserError(f"--output_dir {output_dir} is in use by {who}: {why}; wait for it, or delete {lock} if "
+                        f"that run is gone")
 
 
 def _remove_empty(created: list[Path]) -> None:
@@ -404,7 +418,7 @@ def clear_run(output_dir, keep: Iterable[str] = KEPT_ON_CLEAR) -> list[str]:
     out = Path(output_dir)
     if not check_run_dir(out):
         return []
-    for lock in sorted(out.glob(f"*/{LOCK_NAME}")):  # e.g. an evaluation at work in {run}/eval-...
+    for lock in sorted(out.glob(f"*/{LOCK_NAME}*")):  # e.g. an evaluation (or a shard of one) in {run}/eval-...
         holder = _read_lock(lock)
         if holder and holder.get("host") == socket.gethostname() and _alive(int(holder.get("pid", 0))):
             raise UserError(f"--overwrite_output_dir would delete {lock.parent}, in use by {holder.get('what')} "

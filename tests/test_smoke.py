@@ -60,21 +60,3 @@ def test_user_error_exits_2_without_traceback(args, tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --fp16 is not supported with QLoRA")
     assert not (tmp_path / "x").exists()
-
-
-def test_torchrun_two_processes_on_cpu(tiny_model, tmp_path):
-    """DDP on CPU (gloo): steps per epoch divide by the world size, eval losses are gathered across ranks."""
-    from conftest import base_args
-
-    out = tmp_path / "ddp"
-    args = base_args(tiny_model, out, bnb_4bit_compute_dtype="float32", max_steps=5, save_processed_data=True)
-    proc = _run("-m", "torch.distributed.run", "--nproc_per_node", "2", "multitask/qlora_train.py", *args)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    config = json.loads((out / "run_config.json").read_text())
-    assert config["world_size"] == 2
-    assert config["steps_per_epoch"] == 5  # ceil(36 examples / (4 per device x 1 x 2 processes))
-    state = json.loads((out / "trainer_state.json").read_text())
-    evals = [h for h in state["log_history"] if "eval_loss" in h]
-    assert evals and all(f"eval_{t}_loss" in evals[0] for t in ("summarization", "generation", "translation"))
-    assert 5 < evals[0]["eval_loss"] < 8  # a mean over ranks, not their sum (about 2 x 6.9)
-    assert (out / "processed_data" / "fingerprint.json").exists()

@@ -1,0 +1,153 @@
+"""A sharded evaluation (--shard I/N, then the same command without it) writes the files one process writes.
+
+Each shard generates every N-th batch of the whole run's batches and records them in its shard file; the run without
+--shard reuses them whole, generates what no shard did, and scores. (Under torchrun: tests/test_distributed.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+
+import pytest
+
+from common import eval_resume
+from conftest import load_script, read_json
+from test_eval_resume import DATA, _same_outputs
+
+
+def _evaluate(*args: str) -> int:
+    return load_script("summarization", "evaluate").main(list(args))
+
+
+@pytest.fixture
+def generate_calls(monkeypatch):
+    """The number of prompts of each `model.generate` call."""
+    from transformers import GenerationMixin
+
+    calls: list[int] = []
+    real = GenerationMixin.generate
+
+    def counting(self, *args, **kwargs):
+        calls.append(len(kwargs["input_ids"]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", counting)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def whole(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "whole"
+    assert _evaluate("--model_path", str(tiny_model), *DATA, "--output_dir", str(out)) == 0
+    return out
+
+
+def _shard_rows(path) -> dict:
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert "shard" not in header["arguments"]  # shards and the whole run have the same comparable arguments
+    return {json.loads(line)["key"]: json.loads(line)["output"] for line in lines[1:]}
+
+
+def test_two_shards_then_the_merge_write_the_whole_runs_files(tiny_model, whole, tmp_path, generate_calls):
+    out = tmp_path / "sharded"
+    argv = ["--model_path", str(tiny_model), *DATA, "--output_dir", str(out)]
+    assert _evaluate(*argv, "--shard", "0/2") == 0
+    assert generate_calls == [2, 2]  # 6 items in batches of 2: batches 0 and 2
+    assert _evaluate(*argv, "--shard", "1/2") == 0
+    assert generate_calls == [2, 2, 2]  # batch 1
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.shard-0-of-2.jsonl", "predictions.shard-1-of-2.jsonl"]
+    first, second = (_shard_rows(out / f"predictions.shard-{i}-of-2.jsonl") for i in (0, 1))
+    assert len(first) == 4 and len(second) == 2 and not set(first) & set(second)
+    expected = {eval_resume.item_key(row): row["output"]
+                for row in map(json.loads, (whole / "predictions.jsonl").read_text().splitlines())}
+    assert {**first, **second} == expected  # each answer is the one the whole run generated
+
+    assert _evaluate(*argv, "--shard", "1/2") == 0  # a finished shard rerun generates nothing
+    assert _evaluate(*argv) == 0  # the merge
+    assert generate_calls == [2, 2, 2]
+    _same_outputs(whole, out)
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.jsonl", "report.md"]
+    assert _evaluate(*argv, "--shard", "0/2") == 0  # after the merge: nothing left to do, nothing written
+    assert generate_calls == [2, 2, 2]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.jsonl", "report.md"]
+
+
+def test_the_merge_generates_what_no_shard_did(tiny_model, whole, tmp_path, generate_calls):
+    out = tmp_path / "sharded"
+    argv = ["--model_path", str(tiny_model), *DATA, "--output_dir", str(out)]
+    assert _evaluate(*argv, "--shard", "1/3") == 0
+    assert generate_calls == [2]
+    assert _evaluate(*argv) == 0
+    assert generate_calls == [2, 2, 2]  # the two batches of the shards never run
+    _same_outputs(whole, out)
+
+
+@pytest.mark.parametrize("shard, extra, message", [
+    ("2/2", [], "--shard 2/2: give I/N with 0 <= I < N"),
+    ("a/b", [], "--shard a/b: give I/N"),
+    ("0/2", ["--overwrite_output_dir", "True"], "--shard generates part of the answers: --overwrite_output_dir"),
+])
+def test_bad_shards_are_one_line(shard, extra, message, tiny_model, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert _evaluate("--model_path", str(tiny_model), *DATA, "--output_dir", str(out), "--shard", shard, *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {message}") and not any("Traceback" in line for line in err)
+    assert not out.exists()
+
+
+def test_a_shard_with_other_arguments_is_refused(tiny_model, tmp_path, capsys, generate_calls):
+    out = tmp_path / "sharded"
+    argv = ["--model_path", str(tiny_model), *DATA, "--output_dir", str(out)]
+    assert _evaluate(*argv, "--shard", "0/2") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert _evaluate(*argv, "--max_new_tokens", "5", "--shard", "1/2") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "max_new_tokens (6 -> 5)" in err and "predictions.shard" not in err
+    assert _evaluate(*argv, "--max_new_tokens", "5") == 2  # nor merged by a run with other arguments
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and generate_calls == [2, 2]
+
+
+@pytest.mark.parametrize("held, run", [(".lock-shard-0-of-2", []), (".lock", ["--shard", "1/2"])])
+def test_no_merge_while_a_shard_runs_and_no_shard_while_merging(held, run, tiny_model, tmp_path, capsys,
+                                                                generate_calls):
+    out = tmp_path / "busy"
+    out.mkdir()
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        (out / held).write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid, "started": "earlier",
+                                            "what": "an evaluation (summarization/evaluate.py)"}))
+        assert _evaluate("--model_path", str(tiny_model), *DATA, "--output_dir", str(out), *run) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error: --output_dir") and f"pid {holder.pid}" in err
+        assert sorted(p.name for p in out.iterdir()) == [held] and generate_calls == []
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_killed_shard_resumes_its_own_batches(tiny_model, whole, tmp_path, monkeypatch, generate_calls):
+    out = tmp_path / "sharded"
+    argv = ["--model_path", str(tiny_model), *DATA, "--output_dir", str(out)]
+    real = eval_resume.EvaluationFolder.record
+    calls = []
+
+    def killed_after_one(self, answers):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(answers)
+        real(self, answers)
+
+    monkeypatch.setattr(eval_resume.EvaluationFolder, "record", killed_after_one)
+    assert _evaluate(*argv, "--shard", "0/2") == 130
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.shard-0-of-2.partial.jsonl"]
+    monkeypatch.setattr(eval_resume.EvaluationFolder, "record", real)
+    generate_calls.clear()
+    assert _evaluate(*argv, "--shard", "0/2") == 0
+    assert generate_calls == [2]  # only its second batch
+    assert _evaluate(*argv, "--shard", "1/2") == 0
+    assert _evaluate(*argv) == 0
+    _same_outputs(whole, out)
+    assert read_json(out / "metrics.json")["num_items"] == 6
