@@ -42,7 +42,8 @@ from common.errors import UserError, first_line
 from common.files import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-GRID_KEYS = {"output_root", "model_sizes", "train_args", "eval_args", "compare_args", "cells", "comparisons"}
+GRID_KEYS = {"output_root", "model_sizes", "launcher", "train_args", "eval_args", "compare_args", "cells",
+             "comparisons"}
 CELL_KEYS = {"config", "script", "train_args", "evaluate", "eval_args"}
 SET_BY_GRID = {"config", "model_size", "output_dir", "model_path", "runs"}  # flags the grid passes itself
 
@@ -137,6 +138,7 @@ def load_grid(path: Path) -> tuple[Path, list[Cell], list[Comparison]]:
     common_train = _flags(grid.get("train_args") or {}, f"{path}: train_args")
     common_eval = _flags(grid.get("eval_args") or {}, f"{path}: eval_args")
     compare_flags = _flags(grid.get("compare_args") or {}, f"{path}: compare_args")
+    launcher = _launcher(grid.get("launcher"), f"{path}: launcher")
     specs = {}  # cell -> (training command without the size and folder, evaluate.py, evaluation flags)
     for key, spec in grid["cells"].items():
         where = f"{path}: cell {_name(key, f'{path}: cells')}"
@@ -146,7 +148,7 @@ def load_grid(path: Path) -> tuple[Path, list[Cell], list[Comparison]]:
         script = spec.get("script") or (read_config(config).get("script") if config else None)
         if not script:
             raise UserError(f"{where}: name the training script (script: multitask/qlora_train.py)")
-        train = [sys.executable, _shown(_path(script, f"{where}: script")),
+        train = [*launcher, _shown(_path(script, f"{where}: script")),
                  *(["--config", _shown(config)] if config else [])]
         specs[key] = (train, _flags(spec.get("train_args") or {}, f"{where}: train_args"),
                       _shown(_path(spec.get("evaluate"), f"{where}: evaluate")),
@@ -169,7 +171,7 @@ def load_grid(path: Path) -> tuple[Path, list[Cell], list[Comparison]]:
             folder = root / size / key
             cells.append(Cell(f"{size}/{key}", folder, folder / "eval", root / size / f"{key}.log",
                               [*train, "--model_size", size, *common_train, *train_flags, "--output_dir", _shown(folder)],
-                              [sys.executable, evaluate, "--model_path", _shown(folder), *common_eval, *eval_flags,
+                              [*launcher, evaluate, "--model_path", _shown(folder), *common_eval, *eval_flags,
                                "--output_dir", _shown(folder / "eval")]))
     for size in sizes:  # after every cell, size by size
         for key, sides in declared.items():
@@ -182,6 +184,19 @@ def load_grid(path: Path) -> tuple[Path, list[Cell], list[Comparison]]:
             comparisons.append(Comparison(f"{size}/compare-{key}", sum(needs.values(), []), sum(inputs.values(), []),
                                           out, root / size / f"compare-{key}.log", command))
     return root, cells, comparisons
+
+
+def _launcher(value, where: str) -> list[str]:
+    """What runs the training and evaluation scripts: this Python, or a launcher command line such as
+    `torchrun --standalone --nproc_per_node 8` or `accelerate launch --config_file configs/accelerate/fsdp.yaml`."""
+    if value is None:
+        return [sys.executable]
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where}: expected a command line, e.g. torchrun --standalone --nproc_per_node 8")
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise UserError(f"{where}: {value!r}: {exc}") from None
 
 
 def _listed(value, where: str) -> list[str]:
@@ -231,7 +246,7 @@ def plan(cells: list[Cell], comparisons: list[Comparison], only: str | None) -> 
 # ------------------------------------------------------------------------------------------------------- running
 
 def _show(command: list[str]) -> str:
-    return shlex.join(["python", *command[1:]])
+    return shlex.join(["python" if command[0] == sys.executable else command[0], *command[1:]])
 
 
 def _step(name: str, kind: str, command: list[str], log: Path) -> int:

@@ -209,3 +209,17 @@ def test_mini_grid_through_submitit(tiny_model, tmp_path, capsys):
     assert _statuses(out) == {"st": "done"}
     assert (size / "st" / "run_complete.json").is_file() and (size / "st" / "eval" / "metrics.json").is_file()
     assert any((out / "submitit").rglob("*_result.pkl")), "the cell ran as a submitit job"
+
+
+def test_a_launcher_runs_the_scripts_on_several_processes(tmp_path, capsys):
+    path = _study_copy(tmp_path, launcher="torchrun --standalone --nproc_per_node 8")
+    assert grid.main([str(path), "--dry_run", "--only", "0.5B/mt-qlora"]) == 0
+    out = tmp_path / "study"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        f"torchrun --standalone --nproc_per_node 8 multitask/qlora_train.py --config configs/mt-qlora.yaml "
+        f"--model_size 0.5B --output_dir {out}/0.5B/mt-qlora",
+        f"torchrun --standalone --nproc_per_node 8 multitask/evaluate.py --model_path {out}/0.5B/mt-qlora "
+        f"--output_dir {out}/0.5B/mt-qlora/eval"]
+    assert grid.main([str(_study_copy(tmp_path, launcher="torchrun 'x")), "--dry_run"]) == 2
+    assert "launcher" in capsys.readouterr().err
