@@ -28,6 +28,7 @@ from common.model_files import (TOKENIZER_FILES, check_attn_implementation, chec
 logger = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+STORAGE_DTYPES = {"uint8": torch.uint8, **DTYPES}
 
 
 @dataclass
@@ -42,6 +43,15 @@ class QLoraArguments:
     bnb_4bit_quant_type: str = field(default="nf4", metadata={"help": "nf4 or fp4."})
     bnb_4bit_use_double_quant: bool = field(default=True, metadata={"help": "Quantize the quantization constants."})
     bnb_4bit_compute_dtype: str = field(default="bfloat16", metadata={"help": "bfloat16 or float32 (for CPUs)."})
+    bnb_4bit_quant_storage: str | None = field(default=None, metadata={
+        "help": "The dtype the packed 4-bit weights are stored in: uint8, or under FSDP the compute dtype (FSDP "
+                "shards float tensors only); default: that choice (recorded in run_config.json)."})
+
+
+def fsdp_requested(values) -> bool:
+    """FSDP asked for: by an accelerate config (accelerate launch sets ACCELERATE_USE_FSDP) or by --fsdp."""
+    fsdp = values.get("fsdp") if isinstance(values, dict) else getattr(values, "fsdp", None)
+    return bool(fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
 
 
 STRATEGY_FLAGS = {"fft": None, "qlora": QLoraArguments}  # the flags each strategy adds to its scripts
@@ -70,6 +80,16 @@ def check_strategy(strategy: str, values: dict) -> None:
         raise UserError(f"--bnb_4bit_compute_dtype {values['bnb_4bit_compute_dtype']}: use bfloat16 or float32")
     if values["bnb_4bit_quant_type"] not in ("nf4", "fp4"):
         raise UserError(f"--bnb_4bit_quant_type {values['bnb_4bit_quant_type']}: use nf4 or fp4")
+    storage = values.get("bnb_4bit_quant_storage")
+    if fsdp_requested(values):
+        if storage not in (None, values["bnb_4bit_compute_dtype"]):
+            raise UserError(f"--bnb_4bit_quant_storage {storage}: FSDP shards the 4-bit weights only when they are "
+                            f"stored in the compute dtype; use {values['bnb_4bit_compute_dtype']} or drop the flag")
+        values["bnb_4bit_quant_storage"] = values["bnb_4bit_compute_dtype"]
+    elif storage not in (None, "uint8", *DTYPES):
+        raise UserError(f"--bnb_4bit_quant_storage {storage}: use uint8, bfloat16 or float32")
+    else:
+        values["bnb_4bit_quant_storage"] = storage or "uint8"
 
 
 def load_tokenizer(args: ModelArguments, max_seq_length: int | None = None):
@@ -122,24 +142,34 @@ def _build_qlora(source: str, qlora: QLoraArguments, training: TrainingArguments
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     compute_dtype = DTYPES[qlora.bnb_4bit_compute_dtype]
+    # FSDP flattens each wrapped unit into one tensor of one float dtype: the 4-bit weights stored in the compute
+    # dtype (--bnb_4bit_quant_storage), loaded on the CPU (FSDP places the shards), nothing upcast to float32
+    fsdp = fsdp_requested(training)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=qlora.bnb_4bit_quant_type,
         bnb_4bit_use_double_quant=qlora.bnb_4bit_use_double_quant,
         bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=STORAGE_DTYPES[qlora.bnb_4bit_quant_storage or "uint8"],
     )
+    # DDP: each process holds a whole 4-bit copy on its own GPU (device_map {"": local rank})
     model = _load(source, quantization_config=quantization, dtype=compute_dtype,
-                  device_map=_device_map(training.local_process_index), **common)
+                  device_map=None if fsdp else _device_map(training.local_process_index), **common)
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
             # On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights for inference at the first eval/generate,
             # and the repack breaks the next training step
             module.support_avx512bf16_for_cpu = False
-    model = prepare_model_for_kbit_training(
-        model,
-        use_gradient_checkpointing=bool(training.activation_checkpointing),
-        gradient_checkpointing_kwargs=training.activation_checkpointing_kwargs or {"use_reentrant": False},
-    )
+    # non-reentrant checkpointing: the reentrant variant fails under DDP with peft ("marked as ready twice")
+    checkpointing = training.activation_checkpointing_kwargs or {"use_reentrant": False}
+    if fsdp:  # prepare_model_for_kbit_training would upcast norms and embeddings to float32: one dtype per unit
+        if training.activation_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+            model.enable_input_require_grads()
+    else:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(training.activation_checkpointing),
+            gradient_checkpointing_kwargs=checkpointing)
     targets = [m.strip() for m in qlora.lora_target_modules.split(",") if m.strip()]
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in targets if t not in present]
@@ -147,7 +177,7 @@ def _build_qlora(source: str, qlora: QLoraArguments, training: TrainingArguments
         raise UserError(f"--lora_target_modules: {', '.join(missing)} not found in {source}")
     lora = LoraConfig(r=qlora.lora_r, lora_alpha=qlora.lora_alpha, lora_dropout=qlora.lora_dropout,
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
+    model = get_peft_model(model, lora, autocast_adapter_dtype=not fsdp)  # FSDP: adapters in the compute dtype too
     trainable, total = model.get_nb_trainable_parameters()
     logger.info("QLoRA: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}",
                 100 * trainable / total)

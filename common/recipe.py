@@ -103,6 +103,8 @@ def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
         stats["counts"]["eval"] = rows.count_rows(eval_set)
     stats["steps_per_epoch"] = set_eval_and_save_steps(run, len(train_set))
     stats["world_size"] = training.world_size
+    stats["global_batch_size"] = (training.per_device_train_batch_size * training.gradient_accumulation_steps
+                                  * training.world_size)
     recorded = run_dir.recorded_world_size(out)
     if not overwrite and recorded not in (None, training.world_size):  # another global batch and data order
         raise UserError(f"--output_dir {out} holds a run trained by {recorded} processes, this one has "
@@ -137,7 +139,11 @@ def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
     result = trainer.train(resume_from_checkpoint=resume)
     result.metrics.update(trainer.throughput(result.metrics.get("train_runtime", 0.0)))
     model.config.use_cache = True  # gradient checkpointing turned it off; inference wants it
+    if trainer.is_fsdp_enabled:  # checkpoints stay sharded (resumable); the final model or adapter is saved whole
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model()  # QLoRA: the adapter; FFT: the full model; both with the tokenizer
+    if strategy == "qlora" and trainer.is_world_process_zero():
+        _check_adapter(out)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
@@ -162,6 +168,17 @@ def _finetune(run: RunArgs, strategy: str, out: Path, overwrite: bool) -> dict:
         run_dir.write_complete(out, metrics)  # last: a folder with it holds a whole run
     logger.info("done: outputs in %s", training.output_dir)
     return metrics
+
+
+def _check_adapter(out: Path) -> None:
+    """A saved adapter without weights loads with a mere warning, as the untrained base: refuse to call it done."""
+    from safetensors import safe_open
+
+    path = out / "adapter_model.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        if not any("lora_" in key for key in f.keys()):
+            raise UserError(f"the adapter saved in {path} holds no LoRA weights (FSDP version 1 hides them from peft: "
+                            f"train with configs/accelerate/fsdp_qlora.yaml, FSDP version 2, or with DDP)")
 
 
 # Arguments fixed by the data (set_eval_and_save_steps): compared only once the data is read.
@@ -280,6 +297,14 @@ def _log_plan(run: RunArgs, stats: dict) -> None:
                             ", ".join(f"{k}={v}" for k, v in counts.items()))
     for note in run.notes:
         logger.info(note)
+    per_process = t.per_device_train_batch_size * t.gradient_accumulation_steps
+    if t.world_size > 1:  # the study's runs were one process: the same flags on N processes take N times the batch
+        logger.warning("global batch %d = %d per device x %d accumulation x %d processes: %d times the batch these "
+                       "flags give one process%s", stats["global_batch_size"], t.per_device_train_batch_size,
+                       t.gradient_accumulation_steps, t.world_size, t.world_size,
+                       "" if t.gradient_accumulation_steps % t.world_size else
+                       f" (--gradient_accumulation_steps {t.gradient_accumulation_steps // t.world_size} keeps "
+                       f"{per_process})")
     if t.eval_strategy == "no":
         logger.info("--eval_strategy no: no evaluation, no best-model loading, no early stopping")
     else:

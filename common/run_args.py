@@ -149,6 +149,7 @@ def parse_args(task: str, strategy: str, argv: list[str] | None = None) -> RunAr
             if name not in given:
                 values[name] = values["device_batch_size"]
 
+    _launcher_precision(values, given)
     _validate(strategy, values)
     notes = _resolve_strategies(values, given, typed_flags)
     notes.append(choose_batching(values, given))
@@ -309,11 +310,39 @@ def _instantiate(parser: HfArgumentParser, values: dict):
     return outputs
 
 
+def _launcher_precision(values: dict, given: set[str]) -> None:
+    """accelerate launch passes its config's mixed_precision (ACCELERATE_MIXED_PRECISION), and the Trainer uses it
+    whatever --bf16/--fp16 say: it becomes the flag's value, so that run_config.json records what runs."""
+    mode = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if mode not in ("bf16", "fp16"):
+        return
+    if mode in given and not values[mode]:
+        raise UserError(f"--{mode} False, but the accelerate config runs mixed_precision {mode}: set mixed_precision "
+                        f"no in it (or pass --mixed_precision no to accelerate launch), or drop --{mode} False")
+    values[mode] = True
+
+
+def _launched_engine(v: dict) -> None:
+    """DeepSpeed and FSDP asked for where they cannot run: one line, before anything loads."""
+    import importlib.util
+
+    from common.modeling import fsdp_requested
+
+    deepspeed = v.get("deepspeed") or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
+    if deepspeed and importlib.util.find_spec("deepspeed") is None:
+        raise UserError("DeepSpeed (--deepspeed, or a DeepSpeed accelerate config) needs the deepspeed package: "
+                        "pip install deepspeed (it is optional, not in requirements.txt)")
+    if fsdp_requested(v) and not _accelerator_available():
+        raise UserError("FSDP needs GPUs (on CPUs accelerate trains plain DDP instead, silently): launch with "
+                        "configs/accelerate/ddp.yaml or torchrun here")
+
+
 def _validate(strategy: str, v: dict) -> None:
     from common.modeling import check_strategy
 
     split_choices(v["languages"], SOURCE_LANGUAGES, "--languages")
     split_choices(v["directions"], DIRECTIONS, "--directions")
+    _launched_engine(v)
     check_strategy(strategy, v)
     if v["fp16"] and v["bf16"]:
         raise UserError("--fp16 and --bf16 are both on: pick one")

@@ -347,8 +347,9 @@ def _short(value, limit: int = 40) -> str:
 
 _ABSENT = object()
 # Arguments added after runs were made, with the value a run that does not record them ran with: such a run is still
-# the same run when the new argument keeps that value (data.packing: every earlier run trained on padded batches).
-ADDED_LATER = {"data.packing": False}
+# the same run when the new argument keeps that value (data.packing: every earlier run trained on padded batches;
+# qlora.bnb_4bit_quant_storage: every earlier QLoRA run stored its 4-bit weights in uint8).
+ADDED_LATER = {"data.packing": False, "qlora.bnb_4bit_quant_storage": "uint8"}
 
 
 def check_compatible(output_dir, new_arguments: dict, ignore: Iterable[str], *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import platform
 import resource
 import subprocess
@@ -110,6 +111,13 @@ class TaskTrainer(Trainer):
         self.train_collator = train_collator
         self.tokens = [0, 0]  # real tokens, positions computed (padding included), in this process
         self._since_log = None  # (tokens, time) at the last training log
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        # FSDP with sharded checkpoints: the Trainer looks for the best checkpoint's folder right after this call, and
+        # the shards (and their folder) are written later; processes that disagree on it hang in different collectives
+        if self.is_fsdp_enabled and _internal_call and output_dir is not None:
+            os.makedirs(output_dir, exist_ok=True)
+        super().save_model(output_dir, _internal_call=_internal_call)
 
     def get_train_dataloader(self):
         if self.train_collator is None:

@@ -65,6 +65,9 @@ def test_torchrun_multitask_qlora(tiny_model, tmp_path):
     proc = _torchrun("multitask/qlora_train.py", *args, env={"HF_DATASETS_CACHE": str(cache)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     config, state = _check_steps_and_checkpoints(out, examples=36, batch=4, accumulation=2, epochs=2)
+    assert config["global_batch_size"] == 16
+    assert "global batch 16 = 4 per device x 2 accumulation x 2 processes" in proc.stderr
+    assert "--gradient_accumulation_steps 1 keeps 8" in proc.stderr
     # the data was tokenized by one process and read by the other; the hand-off is gone once the run is done
     assert len(re.findall(r"tokenize train: 100%", proc.stderr)) == 1, proc.stderr[-3000:]
     assert not list((cache / "code-llm-finetune-handoff").glob("*"))
@@ -118,3 +121,43 @@ def test_torchrun_evaluation_equals_one_process(tiny_model, tmp_path):
     assert one == two
     assert sorted(p.name for p in split.iterdir()) == ["metrics.json", "predictions.jsonl", "report.md"]
     assert one["num_items"] == 12
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _accelerate(config: str, *args, **kwargs):
+    """`accelerate launch` with a shipped config, two processes (without --cpu, which would launch only one)."""
+    return _launch("-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs" / "accelerate" / config),
+                   "--num_processes", "2", "--main_process_port", str(_free_port()), *args, **kwargs)
+
+
+def test_accelerate_launch_ddp_config_trains_on_two_processes(tiny_model, tmp_path):
+    out = tmp_path / "ddp"
+    args = base_args(tiny_model, out, bnb_4bit_compute_dtype="float32", max_steps=None, num_train_epochs=1)
+    proc = _accelerate("ddp.yaml", "multitask/qlora_train.py", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_steps_and_checkpoints(out, examples=36, batch=4, accumulation=1, epochs=1)
+    assert (out / "run_complete.json").exists()
+
+
+@pytest.mark.parametrize("config", ["deepspeed_zero2.yaml", "deepspeed_zero3.yaml"])
+def test_accelerate_launch_deepspeed_saves_a_loadable_model(config, tiny_model, tmp_path):
+    """Runs where the optional deepspeed package is installed (it runs on CPUs, over gloo)."""
+    pytest.importorskip("deepspeed")
+    out = tmp_path / "zero"
+    args = base_args(tiny_model, out, max_steps=None, num_train_epochs=1)
+    proc = _accelerate(config, "--mixed_precision", "no", "generation/fft_train.py", *args,
+                       timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_steps_and_checkpoints(out, examples=12, batch=4, accumulation=1, epochs=1)
+    from transformers import AutoModelForCausalLM
+
+    trained = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    base = load_file(tiny_model / "model.safetensors")
+    assert any(not torch.equal(trained[k], base[k]) for k in base)
