@@ -42,7 +42,12 @@ def evaluate(task: str, argv: list[str] | None = None, where: dict | None = None
     args = parse_eval_args(task, argv)
     cli.setup_logging()
     world = _distributed()
-    if world is not None and args.shard is None and not args.predictions_file:
+    if world is not None:
+        if args.shard is not None:
+            raise UserError(f"--shard {args.shard} under torchrun/accelerate launch: the {world[1]} processes split "
+                            f"the batches themselves; drop --shard (or run one process per shard without a launcher)")
+        if args.predictions_file:  # nothing to generate: one process scores
+            return _evaluate_args(task, args, where) if world[0] == 0 else {}
         return _evaluate_distributed(task, args, where, *world)
     return _evaluate_args(task, args, where)
 

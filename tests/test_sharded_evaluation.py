@@ -151,3 +151,23 @@ def test_a_killed_shard_resumes_its_own_batches(tiny_model, whole, tmp_path, mon
     assert _evaluate(*argv) == 0
     _same_outputs(whole, out)
     assert read_json(out / "metrics.json")["num_items"] == 6
+
+
+def test_a_shard_under_a_launcher_is_refused(tiny_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    out = tmp_path / "x"
+    assert _evaluate("--model_path", str(tiny_model), *DATA, "--output_dir", str(out), "--shard", "0/2") == 2
+    assert "the 2 processes split the batches themselves; drop --shard" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_rescoring_under_a_launcher_is_done_by_the_first_process_alone(tiny_model, whole, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    argv = ["--predictions_file", str(whole / "predictions.jsonl"), *DATA, "--output_dir"]
+    monkeypatch.setenv("RANK", "1")
+    assert _evaluate(*argv, str(tmp_path / "one")) == 0
+    assert not (tmp_path / "one").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert _evaluate(*argv, str(tmp_path / "zero")) == 0
+    assert (tmp_path / "zero" / "metrics.json").exists()
