@@ -33,9 +33,10 @@ logger = logging.getLogger("common")
 
 PARTIAL = "predictions.partial.jsonl"
 OUTPUTS = ("predictions.jsonl", "metrics.json", "report.md")
-# Arguments that change no number: where the outputs go, what to do with an existing folder, and whether running
-# generated code unisolated is permitted (the same programs run the same way either way).
-NEUTRAL = frozenset({"output_dir", "overwrite_output_dir", "unsafe_execution", "shard"})
+# Arguments that change no number: where the outputs go, what to do with an existing folder, whether running
+# generated code unisolated is permitted (the same programs run the same way either way), which shard of the answers
+# a run generates, and where the CoderEval harness input is written.
+NEUTRAL = frozenset({"output_dir", "overwrite_output_dir", "unsafe_execution", "shard", "export_codereval"})
 SHARD_GLOB = "predictions.shard-*.jsonl"  # finished and partial shard files
 _PATH_KEYS = ("model_path", "predictions_file", "exclude_ids", "pmd", "bertscore_model", "side_model")
 _MODEL_FILES = {"config.json", "adapter_config.json", "tokenizer.json", "tokenizer_config.json"}
@@ -124,11 +125,16 @@ class EvaluationFolder:
         files of an evaluation are removed); otherwise remember what earlier runs generated. Runs before the model
         loads and writes nothing."""
         partial, metrics = self.out / PARTIAL, self.out / "metrics.json"
-        shards = sorted(self.out.glob(SHARD_GLOB))
-        present = [name for name in (PARTIAL, *OUTPUTS) if (self.out / name).exists()] + [f.name for f in shards]
+        headers = {}
+        for path in ([partial] if partial.exists() else []) + sorted(self.out.glob(SHARD_GLOB)):
+            try:
+                headers[path] = _partial_header(path)
+            except FileNotFoundError:  # another shard renamed its partial file just now: its finished one is read
+                continue
+        shards = [path for path in headers if path != partial]
+        present = [name for name in OUTPUTS if (self.out / name).exists()] + [f.name for f in headers]
         if not present:
             return
-        headers = {f: _partial_header(f) for f in ([partial] if partial.exists() else []) + shards}
         report = _read_json(metrics) if metrics.exists() else None
         recorded = [(f.name, (header or {}).get("arguments")) for f, header in headers.items()]
         if metrics.exists():
@@ -153,10 +159,13 @@ class EvaluationFolder:
             if final:
                 self.finished = True
                 return
-            for name in (shard_file(self.shard, finished=True), shard_file(self.shard, finished=False)):
-                if (self.out / name).exists():
-                    self._reuse(self.out / name, headers[self.out / name])
-                    break
+            # every answer any run left here (an interrupted merge's partial file, other shards of any N): batches
+            # are the same whatever the split, and only whole ones are reused
+            for path, header in headers.items():
+                try:
+                    self._reuse(path, header)
+                except FileNotFoundError:
+                    continue
             return
         if partial.exists():
             self._reuse(partial, headers[partial])

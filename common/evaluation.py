@@ -25,7 +25,7 @@ from common import tasks as registry
 from common.args import MULTITASK, REPO_ROOT
 from common.data import is_single_file
 from common.errors import UserError
-from common.eval_resume import EvaluationFolder
+from common.eval_resume import EvaluationFolder, shard_file
 from common.eval_args import OWN_DATA, EvalArguments, file_list, parse_eval_args, shard_of
 from common.eval_items import build_items, read_predictions
 from common.extraction import extract_answer
@@ -60,8 +60,12 @@ def _distributed() -> tuple[int, int] | None:
 
 def _evaluate_distributed(task: str, args: EvalArguments, where: dict | None, rank: int, size: int) -> dict:
     """Each process generates its shard (on its own device: LOCAL_RANK), then process 0 scores them all."""
+    import torch
     import torch.distributed as dist
 
+    _evaluate_args(task, args, where, check_only=True)  # every process: a bad set-up fails now, not after generating
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():  # gloo: a CPU barrier whatever the device; a shard may generate for hours
         dist.init_process_group("gloo", timeout=datetime.timedelta(hours=24))
     if args.overwrite_output_dir and rank == 0:  # before any shard writes into the folder
@@ -76,13 +80,22 @@ def _evaluate_distributed(task: str, args: EvalArguments, where: dict | None, ra
     keep = {"overwrite_output_dir": False}
     _evaluate_args(task, replace(args, shard=f"{rank}/{size}", export_codereval=None, **keep), where)
     dist.barrier()
-    report = _evaluate_args(task, replace(args, **keep), where) if rank == 0 else {}
+    report = {}
+    if rank == 0:
+        out = Path(args.output_dir or _default_output_dir(task, args)).expanduser()
+        missing = [r for r in range(size) if not (out / shard_file((r, size), finished=True)).exists()
+                   and not (out / "metrics.json").exists()]
+        if missing:  # another machine wrote them elsewhere: scoring here would generate them all again
+            raise UserError(f"--output_dir {out}: the answers of process(es) {', '.join(map(str, missing))} are not "
+                            f"there; on several machines the output folder must be one folder they all share")
+        report = _evaluate_args(task, replace(args, **keep), where)
     dist.barrier()
     dist.destroy_process_group()
     return report
 
 
-def _evaluate_args(task: str, args: EvalArguments, where: dict | None) -> dict:
+def _evaluate_args(task: str, args: EvalArguments, where: dict | None, check_only: bool = False) -> dict:
+    """One evaluation, or one shard of it; `check_only`: every check that needs no model, then nothing."""
     shard = shard_of(args)
     dropped: list[dict] = []
     notes: list[str] = []
@@ -105,7 +118,9 @@ def _evaluate_args(task: str, args: EvalArguments, where: dict | None) -> dict:
         what = "the shards' answers are being scored"
     else:
         lock, others, what = LOCK_NAME, f"{LOCK_NAME}-shard-*", "a shard is generating answers"
-    execution = None if shard else _sandbox(items, args)  # before the model loads: no sandbox, no evaluation
+    execution = _sandbox(items, args)  # before the model loads (and before a shard generates): no sandbox, no scores
+    if check_only:
+        return {}
     with locked(out, f"an evaluation ({task}/evaluate.py{' --shard ' + args.shard if shard else ''})", name=lock):
         refuse_held_locks(out, others, what)
         folder = EvaluationFolder(out, args, shard)

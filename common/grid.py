@@ -44,7 +44,7 @@ from common.files import write_json, write_text
 ROOT = Path(__file__).resolve().parents[1]
 GRID_KEYS = {"output_root", "model_sizes", "launcher", "train_args", "eval_args", "compare_args", "cells",
              "comparisons"}
-CELL_KEYS = {"config", "script", "train_args", "evaluate", "eval_args"}
+CELL_KEYS = {"config", "script", "launcher", "train_args", "evaluate", "eval_args"}
 SET_BY_GRID = {"config", "model_size", "output_dir", "model_path", "runs"}  # flags the grid passes itself
 
 
@@ -148,10 +148,10 @@ def load_grid(path: Path) -> tuple[Path, list[Cell], list[Comparison]]:
         script = spec.get("script") or (read_config(config).get("script") if config else None)
         if not script:
             raise UserError(f"{where}: name the training script (script: multitask/qlora_train.py)")
-        train = [*launcher, _shown(_path(script, f"{where}: script")),
-                 *(["--config", _shown(config)] if config else [])]
+        own = _launcher(spec["launcher"], f"{where}: launcher") if "launcher" in spec else launcher
+        train = [*own, _shown(_path(script, f"{where}: script")), *(["--config", _shown(config)] if config else [])]
         specs[key] = (train, _flags(spec.get("train_args") or {}, f"{where}: train_args"),
-                      _shown(_path(spec.get("evaluate"), f"{where}: evaluate")),
+                      [*own, _shown(_path(spec.get("evaluate"), f"{where}: evaluate"))],
                       _flags(spec.get("eval_args") or {}, f"{where}: eval_args"))
     declared = grid.get("comparisons") or {}
     if not isinstance(declared, dict):
@@ -171,7 +171,7 @@ def load_grid(path: Path) -> tuple[Path, list[Cell], list[Comparison]]:
             folder = root / size / key
             cells.append(Cell(f"{size}/{key}", folder, folder / "eval", root / size / f"{key}.log",
                               [*train, "--model_size", size, *common_train, *train_flags, "--output_dir", _shown(folder)],
-                              [*launcher, evaluate, "--model_path", _shown(folder), *common_eval, *eval_flags,
+                              [*evaluate, "--model_path", _shown(folder), *common_eval, *eval_flags,
                                "--output_dir", _shown(folder / "eval")]))
     for size in sizes:  # after every cell, size by size
         for key, sides in declared.items():

@@ -81,6 +81,9 @@ def check_strategy(strategy: str, values: dict) -> None:
     if values["bnb_4bit_quant_type"] not in ("nf4", "fp4"):
         raise UserError(f"--bnb_4bit_quant_type {values['bnb_4bit_quant_type']}: use nf4 or fp4")
     storage = values.get("bnb_4bit_quant_storage")
+    if fsdp_requested(values) and _fsdp_version(values) == 1:
+        raise UserError("QLoRA under FSDP version 1 saves an adapter without weights (peft cannot see the LoRA "
+                        "weights through its wrappers): launch with configs/accelerate/fsdp_qlora.yaml (FSDP version 2)")
     if fsdp_requested(values):
         if storage not in (None, values["bnb_4bit_compute_dtype"]):
             raise UserError(f"--bnb_4bit_quant_storage {storage}: FSDP shards the 4-bit weights only when they are "
@@ -90,6 +93,14 @@ def check_strategy(strategy: str, values: dict) -> None:
         raise UserError(f"--bnb_4bit_quant_storage {storage}: use uint8, bfloat16 or float32")
     else:
         values["bnb_4bit_quant_storage"] = storage or "uint8"
+
+
+def _fsdp_version(values: dict) -> int:
+    """accelerate launch passes its config's fsdp_version as FSDP_VERSION; --fsdp_config may name it; else 1."""
+    config = values.get("fsdp_config")
+    version = os.environ.get("FSDP_VERSION") or (
+        (config.get("version") or config.get("fsdp_version")) if isinstance(config, dict) else None)
+    return int(version or 1)
 
 
 def load_tokenizer(args: ModelArguments, max_seq_length: int | None = None):

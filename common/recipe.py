@@ -221,7 +221,7 @@ def prepare_data(run: RunArgs, tokenizer):
                     _nothing, None)
     # Several processes: the first one of each machine prepares the data (they run it first, main_process_first),
     # the others read what it saved. A cache like datasets' own, named by the same fingerprint as processed_data.
-    handoff = handoff_folder(key) if run.training.world_size > 1 else None
+    handoff = handoff_folder(key, run.training.output_dir) if run.training.world_size > 1 else None
     if handoff is not None:
         shared = encoding.load_processed(handoff, key, names)
         if shared is not None:
@@ -259,14 +259,17 @@ def _nothing() -> None:
     pass
 
 
-def handoff_folder(key: str) -> Path:
+def handoff_folder(key: str, output_dir: str) -> Path:
     """Where a distributed run's first process on this machine leaves the processed data for the others (in the
-    datasets cache, HF_DATASETS_CACHE; removed when the run finishes)."""
+    datasets cache, HF_DATASETS_CACHE; removed when the run finishes). Named by the data, the run (two runs on one
+    machine never share it) and the machine (each machine's first process writes its own)."""
     import socket
 
     import datasets
 
-    return Path(datasets.config.HF_DATASETS_CACHE) / "code-llm-finetune-handoff" / f"{key}-{socket.gethostname()}"
+    run = encoding.fingerprint({"output_dir": str(Path(output_dir).expanduser().resolve())})[:12]
+    return (Path(datasets.config.HF_DATASETS_CACHE) / "code-llm-finetune-handoff"
+            / f"{key}-{run}-{socket.gethostname()}")
 
 
 def _data_fingerprint_args(run: RunArgs) -> dict:

@@ -223,3 +223,14 @@ def test_a_launcher_runs_the_scripts_on_several_processes(tmp_path, capsys):
         f"--output_dir {out}/0.5B/mt-qlora/eval"]
     assert grid.main([str(_study_copy(tmp_path, launcher="torchrun 'x")), "--dry_run"]) == 2
     assert "launcher" in capsys.readouterr().err
+
+    settings = yaml.safe_load(STUDY.read_text())  # a cell's own launcher: FSDP for the FFT cell only
+    settings["cells"]["mt-fft"]["launcher"] = "accelerate launch --config_file configs/accelerate/fsdp.yaml"
+    path = _study_copy(tmp_path, launcher="torchrun --standalone --nproc_per_node 8", cells=settings["cells"])
+    assert grid.main([str(path), "--dry_run", "--only", "3B/*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fft = [line for line in lines if "mt-fft" in line and "common.compare" not in line]
+    assert len(fft) == 2 and all(line.startswith("accelerate launch --config_file configs/accelerate/fsdp.yaml ")
+                                 for line in fft)
+    others = [line for line in lines if "common.compare" not in line and "mt-fft" not in line]
+    assert len(others) == 8 and all(line.startswith("torchrun --standalone --nproc_per_node 8 ") for line in others)

@@ -108,6 +108,10 @@ def test_fsdp_stores_the_4bit_weights_in_the_compute_dtype(tiny_model, tmp_path,
 
     monkeypatch.setattr(common.run_args, "_accelerator_available", lambda: True)  # FSDP is refused on CPUs
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "1")  # what accelerate launch sets for configs/accelerate/fsdp.yaml
+    with pytest.raises(UserError, match="QLoRA under FSDP version 1 saves an adapter without weights"):
+        parse_args("multitask", "qlora", argv)
+    monkeypatch.setenv("FSDP_VERSION", "2")  # configs/accelerate/fsdp_qlora.yaml
     run = parse_args("multitask", "qlora", argv)
     assert run.to_dict()["qlora"]["bnb_4bit_quant_storage"] == "bfloat16"
     with pytest.raises(UserError, match="FSDP shards the 4-bit weights only when they are stored in the compute"):
@@ -171,3 +175,11 @@ def test_a_run_whose_final_adapter_came_out_empty_is_not_complete(tiny_model, tm
     assert run_script("generation", "qlora", tiny_model, out, max_steps=1) == 2
     assert "holds no LoRA weights" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (out / "run_complete.json").exists()
+
+
+def test_two_runs_on_one_machine_never_share_a_data_handoff(tmp_path):
+    from common.recipe import handoff_folder
+
+    a, b = handoff_folder("key", str(tmp_path / "a")), handoff_folder("key", str(tmp_path / "b"))
+    assert a != b and a == handoff_folder("key", str(tmp_path / "x" / ".." / "a"))
+    assert a.parent == b.parent and a.name.startswith("key-")

@@ -171,3 +171,91 @@ def test_rescoring_under_a_launcher_is_done_by_the_first_process_alone(tiny_mode
     monkeypatch.setenv("RANK", "0")
     assert _evaluate(*argv, str(tmp_path / "zero")) == 0
     assert (tmp_path / "zero" / "metrics.json").exists()
+
+
+def test_shards_then_a_merge_that_exports_for_codereval(tiny_model, tmp_path):
+    """--export_codereval changes no number: shards without it are merged by the run with it."""
+    from test_study_files import HUMANLABEL, _write_jsonl
+
+    prompts = _write_jsonl(tmp_path / "CEPythonHumanLabel.jsonl", HUMANLABEL)
+    argv = ["--model_path", str(tiny_model), "--test_dataset", str(prompts), "--batch_size", "1",
+            "--max_new_tokens", "4", "--quality", "False", "--output_dir", str(tmp_path / "out")]
+    gen = load_script("generation", "evaluate")
+    assert gen.main([*argv, "--shard", "0/2"]) == 0 and gen.main([*argv, "--shard", "1/2"]) == 0
+    assert gen.main([*argv, "--export_codereval", str(tmp_path / "harness.jsonl")]) == 0
+    assert len((tmp_path / "harness.jsonl").read_text().splitlines()) == len(HUMANLABEL)
+
+
+def test_a_shard_rerun_after_an_interrupted_merge_generates_nothing(tiny_model, whole, tmp_path, monkeypatch,
+                                                                    generate_calls):
+    import common.evaluation
+
+    out = tmp_path / "sharded"
+    argv = ["--model_path", str(tiny_model), *DATA, "--output_dir", str(out)]
+    assert _evaluate(*argv, "--shard", "0/2") == 0 and _evaluate(*argv, "--shard", "1/2") == 0
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real = common.evaluation.score
+    monkeypatch.setattr(common.evaluation, "score", killed)
+    assert _evaluate(*argv) == 130  # the merge, killed while scoring: the answers now sit in its partial file
+    assert sorted(p.name for p in out.iterdir()) == [eval_resume.PARTIAL]
+    monkeypatch.setattr(common.evaluation, "score", real)
+    generate_calls.clear()
+    assert _evaluate(*argv, "--shard", "0/2") == 0 and _evaluate(*argv, "--shard", "1/2") == 0
+    assert generate_calls == []  # every batch was there already
+    assert _evaluate(*argv) == 0
+    _same_outputs(whole, out)
+
+
+def test_the_first_process_refuses_to_score_when_the_others_answers_are_elsewhere(tiny_model, tmp_path, capsys,
+                                                                                   monkeypatch, generate_calls):
+    """Under a launcher, process 0 scores once every process's shard file is in the (shared) output folder."""
+    import torch.distributed as dist
+
+    for name in ("init_process_group", "barrier", "destroy_process_group"):
+        monkeypatch.setattr(dist, name, lambda *a, **k: None)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    out = tmp_path / "out"
+    assert _evaluate("--model_path", str(tiny_model), *DATA, "--output_dir", str(out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the answers of process(es) 1 are not there" in err
+    assert generate_calls == [2, 2]  # its own shard only; the other process's batch was not generated here
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.shard-0-of-2.jsonl"]
+
+
+def test_a_machine_without_a_sandbox_is_refused_before_a_shard_generates(tmp_path, monkeypatch, capsys,
+                                                                         generate_calls, tiny_model):
+    import common.execution
+
+    def no_sandbox(unsafe):
+        from common.errors import UserError
+
+        raise UserError("no sandbox here (test)")
+
+    monkeypatch.setattr(common.execution, "sandbox_layers", no_sandbox)
+    out = tmp_path / "he"
+    argv = ["--model_path", str(tiny_model), "--benchmark", "humaneval", "--num_samples", "2", "--max_new_tokens",
+            "4", "--quality", "False", "--output_dir", str(out), "--shard", "0/2"]
+    assert load_script("generation", "evaluate").main(argv) == 2
+    assert "no sandbox here (test)" in capsys.readouterr().err and generate_calls == [] and not out.exists()
+
+
+def test_under_a_launcher_the_merges_checks_run_before_any_process_generates(tiny_model, tmp_path, capsys,
+                                                                             monkeypatch, generate_calls):
+    import torch.distributed as dist
+    from test_study_files import HUMANLABEL, _write_jsonl
+
+    for name in ("init_process_group", "barrier", "destroy_process_group"):
+        monkeypatch.setattr(dist, name, lambda *a, **k: pytest.fail("reached the distributed set-up"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    prompts = _write_jsonl(tmp_path / "CEPythonHumanLabel.jsonl", HUMANLABEL)
+    argv = ["--model_path", str(tiny_model), "--test_dataset", str(prompts), "--max_new_tokens", "4", "--quality",
+            "False", "--output_dir", str(tmp_path / "out"), "--export_codereval", str(prompts)]
+    assert load_script("generation", "evaluate").main(argv) == 2
+    assert "is one of this run's inputs" in capsys.readouterr().err
+    assert generate_calls == [] and not (tmp_path / "out").exists()
