@@ -115,6 +115,7 @@ class EvaluationFolder:
         self.partial = self.out / (PARTIAL if shard is None else shard_file(shard, finished=False))
         self.done: dict[str, str] = {}  # item key -> raw output, from an earlier run with the same arguments
         self.finished = False  # a shard run found the whole evaluation done: nothing to generate
+        self.generated = 0  # answers generated (and recorded) by this run
         self._earlier: dict[str, str | None] = {}  # file -> fingerprint of the generations reused from it
         self._earlier_final = False
         self._shard_files: list[Path] = []  # whole evaluation: shard files whose answers it reuses
@@ -182,8 +183,8 @@ class EvaluationFolder:
         rows = _partial_rows(path)
         self._earlier[path.name] = header.get("fingerprint")
         self.done = {**rows, **self.done}
-        logger.info("resuming the evaluation in %s: %d answers already generated (%s)", self.out, len(rows),
-                    path.name)
+        logger.info("resuming the evaluation in %s: %d answers already generated in %s are reused", self.out,
+                    len(rows), path.name)
 
     def start(self, fingerprint: str) -> None:
         """Before the first answer is generated: the earlier generations are reused only for the same items, prompts
@@ -221,6 +222,7 @@ class EvaluationFolder:
             f.flush()
             os.fsync(f.fileno())
         self.done.update(answers)
+        self.generated += len(answers)
 
     def finish(self) -> None:
         """The final files are written: the partial file has served its purpose (and, rescoring a predictions file

@@ -179,9 +179,9 @@ def _generate_shard(args: EvalArguments, items: list[dict], out: Path, folder: E
         return {}
     predict(items, args, folder, [])
     folder.finish()
-    logger.info("shard %s done: %d answers in %s; once every shard is done, the same command without --shard "
-                "scores them all", args.shard, len(folder.done), out)
-    return {"shard": args.shard, "answers": len(folder.done)}
+    logger.info("shard %s done: %d answers generated now, into %s; once every shard is done, the same command "
+                "without --shard scores them all", args.shard, folder.generated, out)
+    return {"shard": args.shard, "generated": folder.generated}
 
 
 def _check_output_dir(out: Path, task: str, args: EvalArguments) -> None:

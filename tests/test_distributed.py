@@ -113,7 +113,8 @@ def test_torchrun_evaluation_equals_one_process(tiny_model, tmp_path):
     assert load_script("multitask", "evaluate").main([*data, "--output_dir", str(single)]) == 0
     proc = _torchrun("multitask/evaluate.py", *data, "--output_dir", str(split))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "shard 0/2 done: 6 answers" in proc.stderr and "shard 1/2 done: 6 answers" in proc.stderr
+    assert "shard 0/2 done: 6 answers generated now" in proc.stderr
+    assert "shard 1/2 done: 6 answers generated now" in proc.stderr
     assert (split / "predictions.jsonl").read_bytes() == (single / "predictions.jsonl").read_bytes()
     one, two = read_json(single / "metrics.json"), read_json(split / "metrics.json")
     for report in (one, two):
