@@ -69,7 +69,7 @@ def _evaluate_distributed(task: str, args: EvalArguments, where: dict | None, ra
     if not dist.is_initialized():  # gloo: a CPU barrier whatever the device; a shard may generate for hours
         dist.init_process_group("gloo", timeout=datetime.timedelta(hours=24))
     if args.overwrite_output_dir and rank == 0:  # before any shard writes into the folder
-        out = Path(args.output_dir or _default_output_dir(task, args)).expanduser()
+        out = _output_dir(task, args)
         _check_output_dir(out, task, args)
         if out.is_dir():
             with locked(out, f"an evaluation ({task}/evaluate.py)"):
@@ -82,7 +82,7 @@ def _evaluate_distributed(task: str, args: EvalArguments, where: dict | None, ra
     dist.barrier()
     report = {}
     if rank == 0:
-        out = Path(args.output_dir or _default_output_dir(task, args)).expanduser()
+        out = _output_dir(task, args)
         missing = [r for r in range(size) if not (out / shard_file((r, size), finished=True)).exists()
                    and not (out / "metrics.json").exists()]
         if missing:  # another machine wrote them elsewhere: scoring here would generate them all again
@@ -105,7 +105,7 @@ def _evaluate_args(task: str, args: EvalArguments, where: dict | None, check_onl
         if args.test_dataset and task != MULTITASK:
             raise UserError(str(exc).replace(f"--{registry.get(task).data_flag}", "--test_dataset")) from None
         raise
-    out = Path(args.output_dir or _default_output_dir(task, args)).expanduser()
+    out = _output_dir(task, args)
     if args.predictions_file and (out / "predictions.jsonl").resolve() == Path(args.predictions_file).resolve():
         raise UserError(f"--output_dir {out} would overwrite the --predictions_file being scored; write elsewhere")
     _check_output_dir(out, task, args)
@@ -317,6 +317,10 @@ def _within_context(budget: int, model, args: EvalArguments, notes: list[str]) -
         logger.warning("%s", message)
         notes.append(message)
     return room
+
+
+def _output_dir(task: str, args: EvalArguments) -> Path:
+    return Path(args.output_dir or _default_output_dir(task, args)).expanduser()
 
 
 def _default_output_dir(task: str, args: EvalArguments) -> Path:

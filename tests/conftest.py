@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -123,3 +124,26 @@ def processes_with(marker: str) -> list[int]:
         except OSError:
             pass
     return found
+
+
+@pytest.fixture
+def generate_calls(monkeypatch):
+    """The number of prompts of each `model.generate` call."""
+    from transformers import GenerationMixin
+
+    calls: list[int] = []
+    real = GenerationMixin.generate
+
+    def counting(self, *args, **kwargs):
+        calls.append(len(kwargs["input_ids"]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", counting)
+    return calls
+
+
+def run_process(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python ARGS` in the project root, offline, as a user runs it; output captured."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **(env or {}))
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)

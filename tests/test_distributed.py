@@ -8,30 +8,20 @@ files a single process writes.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, SAMPLES, base_args, load_script, read_json
+from conftest import ROOT, SAMPLES, base_args, load_script, read_json, run_process
 
 pytestmark = pytest.mark.slow  # real processes
 
 
-def _launch(*args, env=None, timeout=300):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **(env or {}))
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def _torchrun(*args, **kwargs):
-    return _launch("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args, **kwargs)
+    return run_process("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args, **kwargs)
 
 
 def _checkpoints(out):
@@ -134,8 +124,9 @@ def _free_port() -> int:
 
 def _accelerate(config: str, *args, **kwargs):
     """`accelerate launch` with a shipped config, two processes (without --cpu, which would launch only one)."""
-    return _launch("-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs" / "accelerate" / config),
-                   "--num_processes", "2", "--main_process_port", str(_free_port()), *args, **kwargs)
+    config = str(ROOT / "configs" / "accelerate" / config)
+    return run_process("-m", "accelerate.commands.launch", "--config_file", config,
+                       "--num_processes", "2", "--main_process_port", str(_free_port()), *args, **kwargs)
 
 
 def test_accelerate_launch_ddp_config_trains_on_two_processes(tiny_model, tmp_path):

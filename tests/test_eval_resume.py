@@ -26,21 +26,6 @@ def _evaluate(*args: str) -> int:
     return load_script("summarization", "evaluate").main(list(args))
 
 
-@pytest.fixture
-def generate_calls(monkeypatch):
-    """Counts the prompts each `model.generate` call receives."""
-    from transformers import GenerationMixin
-
-    calls: list[int] = []
-    real = GenerationMixin.generate
-
-    def counting(self, *args, **kwargs):
-        calls.append(len(kwargs["input_ids"]))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(GenerationMixin, "generate", counting)
-    return calls
-
 
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_model, tmp_path_factory):

@@ -93,8 +93,8 @@ def test_the_launchers_mixed_precision_is_what_the_run_records(tiny_model, tmp_p
     assert parse_args("generation", "fft", base_args(tiny_model, tmp_path, use_cpu=True)).training.bf16 is False
 
 
-def _storage(run) -> set:
-    return {m.weight.dtype for m in run if isinstance(m, bnb.nn.Linear4bit)}
+def _storage(modules) -> set:
+    return {m.weight.dtype for m in modules if isinstance(m, bnb.nn.Linear4bit)}
 
 
 def test_fsdp_stores_the_4bit_weights_in_the_compute_dtype(tiny_model, tmp_path, monkeypatch):

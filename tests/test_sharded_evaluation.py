@@ -14,34 +14,8 @@ import pytest
 
 from common import eval_resume
 from conftest import load_script, read_json
-from test_eval_resume import DATA, _same_outputs
-
-
-def _evaluate(*args: str) -> int:
-    return load_script("summarization", "evaluate").main(list(args))
-
-
-@pytest.fixture
-def generate_calls(monkeypatch):
-    """The number of prompts of each `model.generate` call."""
-    from transformers import GenerationMixin
-
-    calls: list[int] = []
-    real = GenerationMixin.generate
-
-    def counting(self, *args, **kwargs):
-        calls.append(len(kwargs["input_ids"]))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(GenerationMixin, "generate", counting)
-    return calls
-
-
-@pytest.fixture(scope="module")
-def whole(tiny_model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("eval") / "whole"
-    assert _evaluate("--model_path", str(tiny_model), *DATA, "--output_dir", str(out)) == 0
-    return out
+from test_eval_resume import DATA, _evaluate, _same_outputs
+from test_eval_resume import uninterrupted  # noqa: F401 - a fixture: the whole evaluation, one process
 
 
 def _shard_rows(path) -> dict:
@@ -51,7 +25,7 @@ def _shard_rows(path) -> dict:
     return {json.loads(line)["key"]: json.loads(line)["output"] for line in lines[1:]}
 
 
-def test_two_shards_then_the_merge_write_the_whole_runs_files(tiny_model, whole, tmp_path, generate_calls):
+def test_two_shards_then_the_merge_write_the_whole_runs_files(tiny_model, uninterrupted, tmp_path, generate_calls):
     out = tmp_path / "sharded"
     argv = ["--model_path", str(tiny_model), *DATA, "--output_dir", str(out)]
     assert _evaluate(*argv, "--shard", "0/2") == 0
@@ -62,27 +36,27 @@ def test_two_shards_then_the_merge_write_the_whole_runs_files(tiny_model, whole,
     first, second = (_shard_rows(out / f"predictions.shard-{i}-of-2.jsonl") for i in (0, 1))
     assert len(first) == 4 and len(second) == 2 and not set(first) & set(second)
     expected = {eval_resume.item_key(row): row["output"]
-                for row in map(json.loads, (whole / "predictions.jsonl").read_text().splitlines())}
+                for row in map(json.loads, (uninterrupted / "predictions.jsonl").read_text().splitlines())}
     assert {**first, **second} == expected  # each answer is the one the whole run generated
 
     assert _evaluate(*argv, "--shard", "1/2") == 0  # a finished shard rerun generates nothing
     assert _evaluate(*argv) == 0  # the merge
     assert generate_calls == [2, 2, 2]
-    _same_outputs(whole, out)
+    _same_outputs(uninterrupted, out)
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.jsonl", "report.md"]
     assert _evaluate(*argv, "--shard", "0/2") == 0  # after the merge: nothing left to do, nothing written
     assert generate_calls == [2, 2, 2]
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.jsonl", "report.md"]
 
 
-def test_the_merge_generates_what_no_shard_did(tiny_model, whole, tmp_path, generate_calls):
+def test_the_merge_generates_what_no_shard_did(tiny_model, uninterrupted, tmp_path, generate_calls):
     out = tmp_path / "sharded"
     argv = ["--model_path", str(tiny_model), *DATA, "--output_dir", str(out)]
     assert _evaluate(*argv, "--shard", "1/3") == 0
     assert generate_calls == [2]
     assert _evaluate(*argv) == 0
     assert generate_calls == [2, 2, 2]  # the two batches of the shards never run
-    _same_outputs(whole, out)
+    _same_outputs(uninterrupted, out)
 
 
 @pytest.mark.parametrize("shard, extra, message", [
@@ -128,7 +102,7 @@ def test_no_merge_while_a_shard_runs_and_no_shard_while_merging(held, run, tiny_
         holder.wait()
 
 
-def test_a_killed_shard_resumes_its_own_batches(tiny_model, whole, tmp_path, monkeypatch, generate_calls):
+def test_a_killed_shard_resumes_its_own_batches(tiny_model, uninterrupted, tmp_path, monkeypatch, generate_calls):
     out = tmp_path / "sharded"
     argv = ["--model_path", str(tiny_model), *DATA, "--output_dir", str(out)]
     real = eval_resume.EvaluationFolder.record
@@ -149,7 +123,7 @@ def test_a_killed_shard_resumes_its_own_batches(tiny_model, whole, tmp_path, mon
     assert generate_calls == [2]  # only its second batch
     assert _evaluate(*argv, "--shard", "1/2") == 0
     assert _evaluate(*argv) == 0
-    _same_outputs(whole, out)
+    _same_outputs(uninterrupted, out)
     assert read_json(out / "metrics.json")["num_items"] == 6
 
 
@@ -162,9 +136,10 @@ def test_a_shard_under_a_launcher_is_refused(tiny_model, tmp_path, capsys, monke
     assert not out.exists()
 
 
-def test_rescoring_under_a_launcher_is_done_by_the_first_process_alone(tiny_model, whole, tmp_path, monkeypatch):
+def test_rescoring_under_a_launcher_is_done_by_the_first_process_alone(tiny_model, uninterrupted, tmp_path,
+                                                                        monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    argv = ["--predictions_file", str(whole / "predictions.jsonl"), *DATA, "--output_dir"]
+    argv = ["--predictions_file", str(uninterrupted / "predictions.jsonl"), *DATA, "--output_dir"]
     monkeypatch.setenv("RANK", "1")
     assert _evaluate(*argv, str(tmp_path / "one")) == 0
     assert not (tmp_path / "one").exists()
@@ -186,7 +161,7 @@ def test_shards_then_a_merge_that_exports_for_codereval(tiny_model, tmp_path):
     assert len((tmp_path / "harness.jsonl").read_text().splitlines()) == len(HUMANLABEL)
 
 
-def test_a_shard_rerun_after_an_interrupted_merge_generates_nothing(tiny_model, whole, tmp_path, monkeypatch,
+def test_a_shard_rerun_after_an_interrupted_merge_generates_nothing(tiny_model, uninterrupted, tmp_path, monkeypatch,
                                                                     generate_calls):
     import common.evaluation
 
@@ -206,7 +181,7 @@ def test_a_shard_rerun_after_an_interrupted_merge_generates_nothing(tiny_model, 
     assert _evaluate(*argv, "--shard", "0/2") == 0 and _evaluate(*argv, "--shard", "1/2") == 0
     assert generate_calls == []  # every batch was there already
     assert _evaluate(*argv) == 0
-    _same_outputs(whole, out)
+    _same_outputs(uninterrupted, out)
 
 
 def test_the_first_process_refuses_to_score_when_the_others_answers_are_elsewhere(tiny_model, tmp_path, capsys,

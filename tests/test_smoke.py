@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from safetensors.torch import load_file
 
-from conftest import ROOT
+from conftest import run_process
 
 pytestmark = pytest.mark.slow  # real processes: the scripts as a user runs them
 
 
 def _run(*args, timeout=300):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_process(*args, timeout=timeout)
 
 
 def test_demo_command_trains_multitask_qlora(tmp_path):
